@@ -1,0 +1,64 @@
+use serde::{Deserialize, Serialize};
+
+use crate::{CustomerId, Money, PaymentId, Quantity, Sku};
+
+/// One line of an order: a SKU, how many, and the unit price at the time of ordering.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderItem {
+    /// What.
+    pub sku: Sku,
+    /// How many.
+    pub quantity: Quantity,
+    /// Price of one unit, copied from the StockItem when the order was placed.
+    pub unit_price: Money,
+}
+
+/// What can be asked of an Order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderCommand {
+    /// Records a new order in `STARTED`.
+    Place {
+        /// Who orders.
+        customer_id: CustomerId,
+        /// What.
+        items: Vec<OrderItem>,
+    },
+    /// Every item is held: `STARTED → STOCK_RESERVED`.
+    ConfirmStockReserved,
+    /// An item could not be held: `STARTED → STOCK_FAILED`.
+    FailStock {
+        /// The SKU that could not be held.
+        sku: Sku,
+        /// Why.
+        reason: String,
+    },
+    /// A payment was created: `STOCK_RESERVED → PAYMENT_PENDING`.
+    RequestPayment {
+        /// The payment.
+        payment_id: PaymentId,
+    },
+    /// The payment succeeded: `PAYMENT_PENDING → COMPLETED`.
+    Complete {
+        /// Must be the payment that was requested.
+        payment_id: PaymentId,
+    },
+    /// The payment failed: `PAYMENT_PENDING → PAYMENT_FAILED`.
+    FailPayment {
+        /// Why.
+        reason: String,
+    },
+    /// The customer (or an admin) cancelled.
+    Cancel {
+        /// Why.
+        reason: String,
+    },
+    /// The reservation deadline passed before payment.
+    Expire,
+    /// Money taken for this order was returned.
+    MarkRefunded {
+        /// The payment refunded.
+        payment_id: PaymentId,
+        /// How much.
+        amount: Money,
+    },
+}
