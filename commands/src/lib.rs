@@ -1,1 +1,28 @@
-//! placeholder
+//! The write side of Reserva: the PostgreSQL event store and command execution.
+//!
+//! Commands are decided by the `domain` aggregates and their events appended through
+//! postgres-es's event-sourced store. This crate adds what the framework leaves out: metadata on
+//! every event (who, why, which request), a bounded and jittered retry when two writers race for
+//! the same aggregate, and the global position of what was written so readers can wait for it.
+//!
+//! # Layout
+//! - [`store`]: the embedded migrations and the postgres-es wiring per aggregate.
+//! - [`bus`]: [`CommandBus`], the one way commands reach an aggregate.
+//! - [`locks`]: in-process serialization of commands per aggregate.
+//! - [`metadata`]: [`CommandMetadata`] stored with each event.
+//! - [`error`]: [`CommandError`].
+//!
+//! # Rules this crate keeps
+//! Depends on `domain`, never on HTTP or on the read side.
+#![warn(missing_docs)]
+
+pub mod bus;
+pub mod error;
+pub mod locks;
+pub mod metadata;
+pub mod store;
+
+pub use bus::{CommandBus, Committed, RetryPolicy};
+pub use error::CommandError;
+pub use metadata::CommandMetadata;
+pub use store::MIGRATOR;

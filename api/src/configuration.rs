@@ -1,0 +1,77 @@
+//! Typed settings, read once from the environment with defaults in code.
+
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Everything `reserva serve` can be told. Tests build it in code.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `DATABASE_URL`; `None` starts a private cluster under `data_dir`.
+    pub database_url: Option<String>,
+    /// `RESERVA_HTTP__HOST` (default `127.0.0.1`).
+    pub http_host: String,
+    /// `RESERVA_HTTP__PORT` (default `8080`; `0` picks a free port).
+    pub http_port: u16,
+    /// `RESERVA_HTTP__WORKERS` (default: one per core).
+    pub http_workers: usize,
+    /// `RESERVA_DB__MAX_CONNECTIONS` (default `32`).
+    pub db_max_connections: u32,
+    /// `RESERVA_DATA_DIR` (default `.reserva`): where the private cluster lives.
+    pub data_dir: PathBuf,
+}
+
+/// A variable that is set but unusable.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}: {message}")]
+pub struct ConfigError {
+    variable: &'static str,
+    message: String,
+}
+
+fn var<T: FromStr>(variable: &'static str, default: T) -> Result<T, ConfigError> {
+    match std::env::var(variable) {
+        Ok(raw) if !raw.is_empty() => raw.parse().map_err(|_| ConfigError {
+            variable,
+            message: format!("cannot parse {raw:?}"),
+        }),
+        _ => Ok(default),
+    }
+}
+
+impl Settings {
+    /// Reads the environment.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first variable that does not parse.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        Ok(Self {
+            database_url: std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()),
+            http_host: var("RESERVA_HTTP__HOST", "127.0.0.1".to_owned())?,
+            http_port: var("RESERVA_HTTP__PORT", 8080)?,
+            http_workers: var("RESERVA_HTTP__WORKERS", cores)?,
+            db_max_connections: var("RESERVA_DB__MAX_CONNECTIONS", 32)?,
+            data_dir: var("RESERVA_DATA_DIR", PathBuf::from(".reserva"))?,
+        })
+    }
+}
+
+/// Opens the service's pool.
+///
+/// Every connection gets `idle_in_transaction_session_timeout`: the ordered feed cannot pass
+/// an open transaction, so one of ours left idle must not be able to stall every reader.
+///
+/// # Errors
+/// The URL does not parse or the server cannot be reached.
+pub async fn connect_pool(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    let options =
+        PgConnectOptions::from_str(url)?.options([("idle_in_transaction_session_timeout", "60s")]);
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+}

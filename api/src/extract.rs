@@ -1,0 +1,171 @@
+//! Extractors whose rejections are problem+json, and the request context commands carry.
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpMessage, HttpRequest};
+use commands::CommandMetadata;
+use futures::StreamExt;
+use serde::de::DeserializeOwned;
+use std::future::Future;
+use std::pin::Pin;
+use tracing_actix_web::RequestId;
+
+use crate::correlation::CorrelationId;
+use crate::problem::{ApiError, FieldError};
+
+/// Largest command body accepted; real commands are a few hundred bytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A JSON body parsed into `T`, refusing oversize bodies, other media types, malformed JSON
+/// and wrong types — each as problem+json naming the offending field.
+#[derive(Debug)]
+pub struct ValidJson<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for ValidJson<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let is_json = req
+            .mime_type()
+            .ok()
+            .flatten()
+            .is_some_and(|m| m.subtype() == "json" || m.suffix().is_some_and(|s| s == "json"));
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let mut payload = payload.take();
+        Box::pin(async move {
+            if !is_json {
+                return Err(ApiError::unsupported_media_type());
+            }
+            if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
+                return Err(ApiError::payload_too_large(MAX_BODY_BYTES));
+            }
+            let mut body = Vec::new();
+            while let Some(chunk) = payload.next().await {
+                let chunk =
+                    chunk.map_err(|e| ApiError::bad_request("unreadable_body", e.to_string()))?;
+                if body.len() + chunk.len() > MAX_BODY_BYTES {
+                    return Err(ApiError::payload_too_large(MAX_BODY_BYTES));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            parse(&body).map(ValidJson)
+        })
+    }
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() || path == "." {
+            if inner.is_data() {
+                ApiError::validation(vec![FieldError::new("$", inner.to_string())])
+            } else {
+                ApiError::bad_request("malformed_json", inner.to_string())
+            }
+        } else {
+            ApiError::validation(vec![FieldError::new(path, strip_position(&inner))])
+        }
+    })?;
+    de.end()
+        .map_err(|e| ApiError::bad_request("malformed_json", e.to_string()))?;
+    Ok(value)
+}
+
+/// serde_json appends "at line 1 column 42"; the field path already says where.
+fn strip_position(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    match text.rfind(" at line ") {
+        Some(i) => text[..i].to_owned(),
+        None => text,
+    }
+}
+
+/// Who is asking and under which correlation id; becomes the events' metadata.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// From `X-Correlation-ID`, or new.
+    pub correlation_id: String,
+    /// This request's id (also on every log line of the request).
+    pub request_id: String,
+    /// The token subject once auth is on; `anonymous` until then.
+    pub actor: String,
+}
+
+impl RequestContext {
+    /// The metadata a command issued by this request carries.
+    pub fn metadata(&self) -> CommandMetadata {
+        CommandMetadata::for_request(
+            self.correlation_id.clone(),
+            self.request_id.clone(),
+            self.actor.clone(),
+        )
+    }
+}
+
+impl FromRequest for RequestContext {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        let extensions = req.extensions();
+        let request_id = extensions
+            .get::<RequestId>()
+            .map_or_else(|| uuid::Uuid::new_v4().to_string(), ToString::to_string);
+        let correlation_id = extensions
+            .get::<CorrelationId>()
+            .map_or_else(|| request_id.clone(), |c| c.0.clone());
+        std::future::ready(Ok(Self {
+            correlation_id,
+            request_id,
+            actor: "anonymous".to_owned(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Body {
+        quantity: u32,
+        items: Vec<Item>,
+    }
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Item {
+        sku: String,
+    }
+
+    #[test]
+    fn wrong_types_name_the_field() {
+        let err = parse::<Body>(br#"{"quantity":"3","items":[]}"#).unwrap_err();
+        assert_eq!(err.code(), "validation_failed");
+        let err = parse::<Body>(br#"{"quantity":3,"items":[{"sku":1}]}"#).unwrap_err();
+        assert_eq!(err.code(), "validation_failed");
+        assert!(format!("{err:?}").contains("items[0].sku"));
+    }
+
+    #[test]
+    fn broken_json_is_malformed() {
+        assert_eq!(
+            parse::<Body>(b"{\"quantity\":").unwrap_err().code(),
+            "malformed_json"
+        );
+        assert_eq!(
+            parse::<Body>(br#"{"quantity":3,"items":[]} trailing"#)
+                .unwrap_err()
+                .code(),
+            "malformed_json"
+        );
+    }
+}

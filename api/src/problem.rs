@@ -1,0 +1,230 @@
+//! The one place where failures become HTTP: `application/problem+json` (RFC 9457).
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpResponse, ResponseError};
+use commands::CommandError;
+use domain::{DomainError, RejectionKind};
+use serde::Serialize;
+use std::fmt;
+
+use crate::correlation;
+
+/// One invalid input field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// JSON path of the field, e.g. `items[0].quantity`.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl FieldError {
+    /// A field error.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Every way a request can fail, each with a stable `code` clients can branch on.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    detail: String,
+    errors: Vec<FieldError>,
+    /// Logged, never sent: the cause chain of an unexpected failure.
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            detail: detail.into(),
+            errors: Vec::new(),
+            source: None,
+        }
+    }
+
+    /// 400: input that failed validation, with every field error found.
+    pub fn validation(errors: Vec<FieldError>) -> Self {
+        Self {
+            errors,
+            ..Self::new(
+                StatusCode::BAD_REQUEST,
+                "validation_failed",
+                "the request has invalid fields",
+            )
+        }
+    }
+
+    /// 400 with a specific code, e.g. `malformed_json`.
+    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, detail)
+    }
+
+    /// 404.
+    pub fn not_found(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, detail)
+    }
+
+    /// 405.
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this method is not allowed here",
+        )
+    }
+
+    /// 413.
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body exceeds {limit} bytes"),
+        )
+    }
+
+    /// 415.
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as application/json",
+        )
+    }
+
+    /// 422: well-formed input that refers to something unusable (an unknown SKU, say).
+    pub fn unprocessable(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
+    }
+
+    /// Adds field errors to any problem.
+    pub fn with_errors(mut self, errors: Vec<FieldError>) -> Self {
+        self.errors = errors;
+        self
+    }
+
+    /// 503: a dependency is down; the client may retry.
+    pub fn unavailable(source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self {
+            source: Some(Box::new(source)),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the event store is unavailable; retry shortly",
+            )
+        }
+    }
+
+    /// 500: a bug. The cause is logged, never sent.
+    pub fn internal(source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self {
+            source: Some(Box::new(source)),
+            ..Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "an unexpected error occurred",
+            )
+        }
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}): {}", self.code, self.status, self.detail)
+    }
+}
+
+impl std::error::Error for ApiError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[derive(Serialize)]
+struct ProblemBody<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: &'a str,
+    code: &'a str,
+    #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
+    errors: &'a [FieldError],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    correlation_id: Option<String>,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let Some(source) = &self.source {
+            tracing::error!(code = self.code, error.cause_chain = ?source, "request failed");
+        }
+        let body = ProblemBody {
+            kind: format!("/problems/{}", self.code.replace('_', "-")),
+            title: self.status.canonical_reason().unwrap_or("Error"),
+            status: self.status.as_u16(),
+            detail: &self.detail,
+            code: self.code,
+            errors: &self.errors,
+            correlation_id: correlation::current(),
+        };
+        HttpResponse::build(self.status)
+            .insert_header((header::CONTENT_TYPE, "application/problem+json"))
+            .body(serde_json::to_vec(&body).unwrap_or_default())
+    }
+}
+
+impl<E: DomainError> From<CommandError<E>> for ApiError {
+    fn from(error: CommandError<E>) -> Self {
+        match error {
+            CommandError::Rejected(e) => {
+                let status = match e.kind() {
+                    RejectionKind::NotFound => StatusCode::NOT_FOUND,
+                    RejectionKind::Conflict => StatusCode::CONFLICT,
+                    RejectionKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+                };
+                Self::new(status, e.code(), e.to_string())
+            }
+            CommandError::Conflict { .. } => Self::new(
+                StatusCode::CONFLICT,
+                "concurrency_conflict",
+                error.to_string(),
+            ),
+            CommandError::Unavailable(source) => Self {
+                source: Some(source),
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the event store is unavailable; retry shortly",
+                )
+            },
+            CommandError::Internal(source) => Self {
+                source: Some(source),
+                ..Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "an unexpected error occurred",
+                )
+            },
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! The HTTP surface: `/api/v1` commands and queries, health probes.
+
+pub mod bookings;
+pub mod health;
+pub mod orders;
+pub mod stock_items;
+
+use actix_web::http::header;
+use actix_web::{HttpResponse, web};
+use commands::Committed;
+use domain::Sku;
+use serde::Serialize;
+
+use crate::problem::{ApiError, FieldError};
+
+/// Registers every route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api/v1")
+            .service(
+                web::resource("/stock-items")
+                    .post(stock_items::register_stock_item)
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/stock-items/{sku}")
+                    .get(stock_items::get_stock_item)
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/stock-items/{sku}/restock")
+                    .post(stock_items::restock)
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/orders")
+                    .post(orders::place_order)
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/orders/{id}")
+                    .get(orders::get_order)
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/bookings")
+                    .post(bookings::place_booking)
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/bookings/{id}")
+                    .get(bookings::get_booking)
+                    .default_service(web::to(method_not_allowed)),
+            ),
+    )
+    .service(web::resource("/health/live").get(health::live))
+    .service(web::resource("/health/ready").get(health::ready));
+}
+
+/// 404 problem for any unknown path.
+pub async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found("route_not_found", "no such endpoint"))
+}
+
+async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::method_not_allowed())
+}
+
+/// The `202 Accepted` answer of every command.
+#[derive(Serialize)]
+struct CommandAccepted<'a> {
+    id: &'a str,
+    position: Option<i64>,
+}
+
+fn accepted_command(id: &str, location: &str, committed: Committed) -> HttpResponse {
+    HttpResponse::Accepted()
+        .insert_header((header::LOCATION, location))
+        .json(CommandAccepted {
+            id,
+            position: committed.position,
+        })
+}
+
+fn path_sku(raw: &str) -> Result<Sku, ApiError> {
+    Sku::parse(raw).map_err(|e| ApiError::validation(vec![FieldError::new("sku", e.to_string())]))
+}
+
+fn path_uuid(raw: &str) -> Result<uuid::Uuid, ApiError> {
+    uuid::Uuid::parse_str(raw)
+        .map_err(|_| ApiError::validation(vec![FieldError::new("id", "must be a UUID")]))
+}

@@ -1,0 +1,243 @@
+//! The one way commands reach an aggregate.
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::persist::EventStoreAggregateContext;
+use cqrs_es::{Aggregate, AggregateError, EventStore as _};
+use domain::booking::Booking;
+use domain::order::Order;
+use domain::payment::Payment;
+use domain::stock_item::StockItem;
+use rand::Rng;
+use sqlx::PgPool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::CommandError;
+use crate::locks::AggregateLocks;
+use crate::metadata::CommandMetadata;
+use crate::store::{EventStore, event_store};
+
+/// How a command that lost an optimistic-concurrency race is retried.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts in all, including the first.
+    pub max_attempts: u32,
+    /// Back-off before the second attempt; doubles each time, with full jitter.
+    pub base_delay: Duration,
+    /// Upper bound of one back-off.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 12,
+            base_delay: Duration::from_millis(2),
+            max_delay: Duration::from_millis(100),
+        }
+    }
+}
+
+impl RetryPolicy {
+    fn delay(&self, attempt: u32) -> Duration {
+        let ceiling = self
+            .base_delay
+            .saturating_mul(1 << attempt.min(16))
+            .min(self.max_delay);
+        ceiling.mul_f64(rand::rng().random::<f64>())
+    }
+}
+
+/// What a command wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    /// Events appended by this command (0 for an idempotent repeat).
+    pub events: usize,
+    /// The aggregate's sequence after the command.
+    pub sequence: usize,
+    /// Global position of the aggregate's latest event: a reader that has seen this position
+    /// has seen the command's effects. `None` only if the aggregate has no events at all.
+    pub position: Option<i64>,
+}
+
+/// Aggregates the bus can address.
+pub trait Routed: Aggregate<Services = ()> + 'static
+where
+    Self::Command: Clone + Send,
+{
+    /// This aggregate's store inside the bus.
+    fn store(bus: &CommandBus) -> &EventStore<Self>;
+}
+
+macro_rules! routed {
+    ($aggregate:ty, $field:ident) => {
+        impl Routed for $aggregate {
+            fn store(bus: &CommandBus) -> &EventStore<Self> {
+                &bus.$field
+            }
+        }
+    };
+}
+routed!(StockItem, stock_items);
+routed!(Order, orders);
+routed!(Booking, bookings);
+routed!(Payment, payments);
+
+/// Executes commands against the PostgreSQL event store.
+///
+/// Cheap to clone; every clone shares the pool and the per-aggregate locks.
+#[derive(Clone)]
+pub struct CommandBus {
+    pool: PgPool,
+    stock_items: Arc<EventStore<StockItem>>,
+    orders: Arc<EventStore<Order>>,
+    bookings: Arc<EventStore<Booking>>,
+    payments: Arc<EventStore<Payment>>,
+    locks: Arc<AggregateLocks>,
+    retry: RetryPolicy,
+}
+
+const POSITION_OF_SEQUENCE: &str = "SELECT global_position FROM events \
+     WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3";
+
+impl CommandBus {
+    /// A bus over `pool` with the default retry policy.
+    pub fn new(pool: PgPool) -> Self {
+        Self::with_retry(pool, RetryPolicy::default())
+    }
+
+    /// A bus with an explicit retry policy.
+    pub fn with_retry(pool: PgPool, retry: RetryPolicy) -> Self {
+        Self {
+            stock_items: Arc::new(event_store(&pool)),
+            orders: Arc::new(event_store(&pool)),
+            bookings: Arc::new(event_store(&pool)),
+            payments: Arc::new(event_store(&pool)),
+            locks: Arc::new(AggregateLocks::default()),
+            pool,
+            retry,
+        }
+    }
+
+    /// The pool the bus writes through.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Decides `command` on the aggregate `aggregate_id` and appends its events with `metadata`.
+    ///
+    /// A lost optimistic-concurrency race reloads the aggregate and decides again (bounded,
+    /// with jittered back-off), so the caller sees the business rule's answer — e.g.
+    /// insufficient stock — rather than a raw conflict. Idempotent commands that change nothing
+    /// commit nothing and report the aggregate's current position.
+    ///
+    /// # Errors
+    /// [`CommandError::Rejected`] with the aggregate's refusal; [`CommandError::Conflict`] when
+    /// retries ran out; [`CommandError::Unavailable`] / [`CommandError::Internal`] for the store.
+    pub async fn execute<A>(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        metadata: &CommandMetadata,
+    ) -> Result<Committed, CommandError<A::Error>>
+    where
+        A: Routed,
+        A::Command: Clone + Send,
+    {
+        let store = A::store(self);
+        let _serialized = self.locks.lock(A::TYPE, aggregate_id).await;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut context = store
+                .load_aggregate(aggregate_id)
+                .await
+                .map_err(|e| CommandError::from_aggregate(e, attempt))?;
+            let sink = EventSink::default();
+            context
+                .aggregate
+                .handle(command.clone(), &(), &sink)
+                .await
+                .map_err(CommandError::Rejected)?;
+            let events = sink.collect().await;
+            if events.is_empty() {
+                return self.unchanged::<A>(&context).await;
+            }
+            match store.commit(events, context, metadata.to_map()).await {
+                Ok(committed) => return self.appended::<A>(aggregate_id, &committed).await,
+                Err(AggregateError::AggregateConflict) if attempt < self.retry.max_attempts => {
+                    tracing::debug!(
+                        aggregate = A::TYPE,
+                        aggregate_id,
+                        attempt,
+                        "append conflict"
+                    );
+                    tokio::time::sleep(self.retry.delay(attempt)).await;
+                }
+                Err(e) => return Err(CommandError::from_aggregate(e, attempt)),
+            }
+        }
+    }
+
+    /// Loads an aggregate's current state (e.g. to read a price before placing an order).
+    ///
+    /// # Errors
+    /// [`CommandError::Unavailable`] / [`CommandError::Internal`] for the store.
+    pub async fn load<A>(&self, aggregate_id: &str) -> Result<A, CommandError<A::Error>>
+    where
+        A: Routed,
+        A::Command: Clone + Send,
+    {
+        A::store(self)
+            .load_aggregate(aggregate_id)
+            .await
+            .map(|context| context.aggregate)
+            .map_err(|e| CommandError::from_aggregate(e, 1))
+    }
+
+    async fn appended<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+        committed: &[cqrs_es::EventEnvelope<A>],
+    ) -> Result<Committed, CommandError<A::Error>> {
+        let sequence = committed.last().map_or(0, |e| e.sequence);
+        let position = self.position_of::<A>(aggregate_id, sequence).await?;
+        Ok(Committed {
+            events: committed.len(),
+            sequence,
+            position,
+        })
+    }
+
+    async fn unchanged<A: Aggregate>(
+        &self,
+        context: &EventStoreAggregateContext<A>,
+    ) -> Result<Committed, CommandError<A::Error>> {
+        let sequence = context.current_sequence;
+        let position = self
+            .position_of::<A>(&context.aggregate_id, sequence)
+            .await?;
+        Ok(Committed {
+            events: 0,
+            sequence,
+            position,
+        })
+    }
+
+    async fn position_of<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+        sequence: usize,
+    ) -> Result<Option<i64>, CommandError<A::Error>> {
+        if sequence == 0 {
+            return Ok(None);
+        }
+        sqlx::query_scalar(POSITION_OF_SEQUENCE)
+            .bind(A::TYPE)
+            .bind(aggregate_id)
+            .bind(sequence as i64)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(CommandError::from_sqlx)
+    }
+}

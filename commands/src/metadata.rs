@@ -1,0 +1,54 @@
+//! Who asked for a command and why, stored with every event it produces.
+
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// Metadata copied onto each event of a command.
+///
+/// With these four keys one request can be followed through every aggregate it touched: the
+/// correlation id is shared by everything a request caused, the causation id names the direct
+/// cause (a request or an event a saga reacted to).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandMetadata {
+    /// Shared by every command one request caused (from `X-Correlation-ID`, or new).
+    pub correlation_id: String,
+    /// The request id, or the id of the event a saga reacted to.
+    pub causation_id: String,
+    /// Who: the token subject, `anonymous`, or `saga:<name>` / `system:<job>`.
+    pub actor: String,
+    /// The HTTP request id, empty for background work.
+    pub request_id: String,
+}
+
+impl CommandMetadata {
+    /// Metadata for a command caused directly by a request.
+    pub fn for_request(correlation_id: String, request_id: String, actor: String) -> Self {
+        Self {
+            correlation_id,
+            causation_id: request_id.clone(),
+            actor,
+            request_id,
+        }
+    }
+
+    /// Metadata for work with no request behind it (CLI, seeding, benchmarks).
+    pub fn system(actor: &str) -> Self {
+        let id = Uuid::new_v4().to_string();
+        Self {
+            correlation_id: id.clone(),
+            causation_id: id,
+            actor: actor.to_owned(),
+            request_id: String::new(),
+        }
+    }
+
+    /// The map postgres-es stores in the `metadata` column.
+    pub fn to_map(&self) -> HashMap<String, String> {
+        HashMap::from([
+            ("correlation_id".to_owned(), self.correlation_id.clone()),
+            ("causation_id".to_owned(), self.causation_id.clone()),
+            ("actor".to_owned(), self.actor.clone()),
+            ("request_id".to_owned(), self.request_id.clone()),
+        ])
+    }
+}
