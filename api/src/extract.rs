@@ -59,23 +59,31 @@ impl<T: DeserializeOwned + 'static> FromRequest for ValidJson<T> {
 }
 
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() || path == "." {
-            if inner.is_data() {
-                ApiError::validation(vec![FieldError::new("$", inner.to_string())])
-            } else {
-                ApiError::bad_request("malformed_json", inner.to_string())
-            }
-        } else {
-            ApiError::validation(vec![FieldError::new(path, strip_position(&inner))])
-        }
-    })?;
-    de.end()
+    // Syntax first (including trailing garbage), then shape, so each gets its own code.
+    let value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request("malformed_json", e.to_string()))?;
-    Ok(value)
+    // serde accepts a struct written as an array; a command body is always an object.
+    if !value.is_object() {
+        return Err(ApiError::validation(vec![FieldError::new(
+            "$",
+            "the body must be a JSON object",
+        )]));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let message = strip_position(e.inner());
+        // A missing field is reported at its parent; name the field itself.
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next());
+        let field = match (path.as_str(), missing) {
+            (".", Some(name)) => name.to_owned(),
+            (".", None) => "$".to_owned(),
+            (_, Some(name)) => format!("{path}.{name}"),
+            (_, None) => path,
+        };
+        ApiError::validation(vec![FieldError::new(field, message)])
+    })
 }
 
 /// serde_json appends "at line 1 column 42"; the field path already says where.

@@ -1,1 +1,249 @@
-//! placeholder
+//! Black-box test harness: a real PostgreSQL (one fresh database per test) and the real HTTP
+//! server on a free port.
+//!
+//! With `DATABASE_URL` set, tests create their databases on that server; without it a private
+//! cluster is started once per test process under `.reserva/test-cluster` and stopped when the
+//! process exits. `TEST_LOG=1` prints the service's logs.
+
+use api::configuration::Settings;
+use api::postgres::{ClusterOptions, PrivateCluster};
+use api::startup::Application;
+use commands::CommandBus;
+use serde_json::Value;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, PgPool, Row};
+use std::str::FromStr;
+use std::sync::LazyLock;
+use std::time::Duration;
+use tokio::sync::OnceCell;
+
+static TRACING: LazyLock<()> = LazyLock::new(|| {
+    if std::env::var("TEST_LOG").is_ok() {
+        api::telemetry::init();
+    }
+});
+
+static SERVER: OnceCell<PgConnectOptions> = OnceCell::const_new();
+
+/// Connection options of the server tests create databases on.
+pub async fn server() -> PgConnectOptions {
+    SERVER
+        .get_or_init(|| async {
+            let url = match std::env::var("DATABASE_URL") {
+                Ok(url) if !url.is_empty() => url,
+                _ => {
+                    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../.reserva/test-cluster");
+                    let options = ClusterOptions {
+                        durable: false,
+                        max_connections: 500,
+                    };
+                    PrivateCluster::start(std::path::Path::new(dir), options)
+                        .await
+                        .expect("start the private test cluster")
+                        .admin_url()
+                }
+            };
+            PgConnectOptions::from_str(&url)
+                .expect("DATABASE_URL parses")
+                .disable_statement_logging()
+        })
+        .await
+        .clone()
+}
+
+/// A fresh, empty database (no migrations) and a pool on it.
+pub async fn fresh_database(max_connections: u32) -> (PgPool, String) {
+    let server = server().await;
+    let name = format!("reserva_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = server.connect().await.expect("connect to the test server");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("create the test database");
+    let pool = PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect_with(server.database(&name))
+        .await
+        .expect("connect to the test database");
+    (pool, name)
+}
+
+/// One running service on its own database.
+pub struct TestApp {
+    /// `http://127.0.0.1:<port>`.
+    pub address: String,
+    /// The test database (migrated).
+    pub pool: PgPool,
+    /// A command bus on the same database, for driving the write side directly.
+    pub bus: CommandBus,
+    /// HTTP client.
+    pub client: reqwest::Client,
+    database: String,
+}
+
+/// Starts the service on a fresh, migrated database.
+pub async fn spawn_app() -> TestApp {
+    LazyLock::force(&TRACING);
+    let (pool, database) = fresh_database(16).await;
+    commands::MIGRATOR.run(&pool).await.expect("migrate");
+    let settings = Settings {
+        database_url: None,
+        http_host: "127.0.0.1".to_owned(),
+        http_port: 0,
+        http_workers: 1,
+        db_max_connections: 16,
+        data_dir: ".reserva".into(),
+    };
+    let app = Application::build(&settings, pool.clone()).expect("build the app");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        bus: CommandBus::new(pool.clone()),
+        pool,
+        client: reqwest::Client::new(),
+        database,
+    }
+}
+
+/// One row of the `events` table.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    /// Aggregate type.
+    pub aggregate_type: String,
+    /// Aggregate id.
+    pub aggregate_id: String,
+    /// Per-aggregate sequence.
+    pub sequence: i64,
+    /// Event type.
+    pub event_type: String,
+    /// Payload.
+    pub payload: Value,
+    /// Metadata.
+    pub metadata: Value,
+    /// Global position (database-filled).
+    pub global_position: Option<i64>,
+    /// Writing transaction (database-filled).
+    pub transaction_id: Option<i64>,
+}
+
+impl TestApp {
+    /// `POST` a JSON body to `path`.
+    pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.address))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// `POST` raw bytes with a content type.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.address))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// `GET` `path`.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Registers a product priced 1500 MXN; panics unless accepted.
+    pub async fn register_product(&self, sku: &str, quantity: u32) {
+        let response = self
+            .post(
+                "/api/v1/stock-items",
+                &serde_json::json!({"sku": sku, "name": format!("Item {sku}"), "kind": "product",
+                    "quantity": quantity, "low_stock_threshold": 1,
+                    "unit_price": {"amount": 1500, "currency": "MXN"}}),
+            )
+            .await;
+        assert_eq!(response.status(), 202, "register {sku}");
+    }
+
+    /// Every stored event, in global order.
+    pub async fn all_events(&self) -> Vec<StoredEvent> {
+        self.query_events("TRUE", None).await
+    }
+
+    /// The events of one aggregate, in sequence order.
+    pub async fn events_for(&self, aggregate_type: &str, aggregate_id: &str) -> Vec<StoredEvent> {
+        let filter = format!("aggregate_type = '{aggregate_type}' AND aggregate_id = $1");
+        self.query_events(&filter, Some(aggregate_id)).await
+    }
+
+    /// Number of stored events.
+    pub async fn event_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&self.pool)
+            .await
+            .expect("count events")
+    }
+
+    async fn query_events(&self, filter: &str, id: Option<&str>) -> Vec<StoredEvent> {
+        let sql = format!(
+            "SELECT aggregate_type, aggregate_id, sequence, event_type, payload, metadata, \
+             global_position, transaction_id::text::bigint AS transaction_id \
+             FROM events WHERE {filter} ORDER BY global_position"
+        );
+        let mut query = sqlx::query(&sql);
+        if let Some(id) = id {
+            query = query.bind(id);
+        }
+        query
+            .fetch_all(&self.pool)
+            .await
+            .expect("read events")
+            .into_iter()
+            .map(|row| StoredEvent {
+                aggregate_type: row.get("aggregate_type"),
+                aggregate_id: row.get("aggregate_id"),
+                sequence: row.get("sequence"),
+                event_type: row.get("event_type"),
+                payload: row.get("payload"),
+                metadata: row.get("metadata"),
+                global_position: row.get("global_position"),
+                transaction_id: row.get("transaction_id"),
+            })
+            .collect()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let database = std::mem::take(&mut self.database);
+        // Drop runs inside the test's runtime, where blocking on async work is not allowed:
+        // clean up on a thread of its own.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                if let Ok(mut admin) = server().await.connect().await {
+                    let _ =
+                        sqlx::query(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+                            .execute(&mut admin)
+                            .await;
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
