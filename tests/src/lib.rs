@@ -51,8 +51,15 @@ pub async fn server() -> PgConnectOptions {
         .clone()
 }
 
+/// A database that is dropped when this value is.
+pub struct TestDatabase {
+    /// A pool on it.
+    pub pool: PgPool,
+    name: String,
+}
+
 /// A fresh, empty database (no migrations) and a pool on it.
-pub async fn fresh_database(max_connections: u32) -> (PgPool, String) {
+pub async fn fresh_database(max_connections: u32) -> TestDatabase {
     let server = server().await;
     let name = format!("reserva_test_{}", uuid::Uuid::new_v4().simple());
     let mut admin = server.connect().await.expect("connect to the test server");
@@ -66,7 +73,7 @@ pub async fn fresh_database(max_connections: u32) -> (PgPool, String) {
         .connect_with(server.database(&name))
         .await
         .expect("connect to the test database");
-    (pool, name)
+    TestDatabase { pool, name }
 }
 
 /// One running service on its own database.
@@ -79,13 +86,14 @@ pub struct TestApp {
     pub bus: CommandBus,
     /// HTTP client.
     pub client: reqwest::Client,
-    database: String,
+    _database: TestDatabase,
 }
 
 /// Starts the service on a fresh, migrated database.
 pub async fn spawn_app() -> TestApp {
     LazyLock::force(&TRACING);
-    let (pool, database) = fresh_database(16).await;
+    let database = fresh_database(16).await;
+    let pool = database.pool.clone();
     commands::MIGRATOR.run(&pool).await.expect("migrate");
     let settings = Settings {
         database_url: None,
@@ -103,7 +111,7 @@ pub async fn spawn_app() -> TestApp {
         bus: CommandBus::new(pool.clone()),
         pool,
         client: reqwest::Client::new(),
-        database,
+        _database: database,
     }
 }
 
@@ -225,9 +233,9 @@ impl TestApp {
     }
 }
 
-impl Drop for TestApp {
+impl Drop for TestDatabase {
     fn drop(&mut self) {
-        let database = std::mem::take(&mut self.database);
+        let database = std::mem::take(&mut self.name);
         // Drop runs inside the test's runtime, where blocking on async work is not allowed:
         // clean up on a thread of its own.
         let cleanup = std::thread::spawn(move || {

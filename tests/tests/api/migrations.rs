@@ -16,7 +16,8 @@ async fn tables(pool: &PgPool) -> Vec<String> {
 #[tokio::test]
 async fn migrations_apply_revert_and_apply_again() {
     // Arrange
-    let (pool, _name) = fresh_database(2).await;
+    let database = fresh_database(2).await;
+    let pool = database.pool.clone();
 
     // Act + Assert
     commands::MIGRATOR.run(&pool).await.unwrap();
