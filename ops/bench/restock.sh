@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Restock throughput and latency of a release build against a PostgreSQL server, beside
+# PostgreSQL's own one-event-per-commit rate (shared/bench/pg_limit.sh) measured in the same run.
+#
+# Usage: ops/bench/restock.sh [ADMIN_URL] [seconds]
+#   ADMIN_URL  server to use (default postgres://postgres@127.0.0.1:5432/postgres); a scratch
+#              database reserva_bench is created there and dropped afterwards.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ADMIN_URL=${1:-postgres://postgres@127.0.0.1:5432/postgres}
+SECS=${2:-10}
+DB_URL="${ADMIN_URL%/*}/reserva_bench"
+PORT=${PORT:-18080}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/tmp/reserva-target}
+cargo build --release -q -p api -p load
+psql -Xq "$ADMIN_URL" -c "DROP DATABASE IF EXISTS reserva_bench WITH (FORCE)" -c "CREATE DATABASE reserva_bench"
+DATABASE_URL=$DB_URL RESERVA_HTTP__PORT=$PORT RUST_LOG=warn "$CARGO_TARGET_DIR/release/reserva" serve &
+server=$!
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; psql -Xq "$ADMIN_URL" -c "DROP DATABASE IF EXISTS reserva_bench WITH (FORCE)"' EXIT
+for _ in $(seq 50); do curl -sf "http://127.0.0.1:$PORT/health/ready" >/dev/null && break; sleep 0.2; done
+echo "== PostgreSQL reference (shared/bench/pg_limit.sh, ${SECS}s per point)"
+bash ../shared/bench/pg_limit.sh "$ADMIN_URL" "$SECS" 1 8 32
+echo "== reserva restock (ops/load, ${SECS}s per point)"
+"$CARGO_TARGET_DIR/release/reserva-load" --url "http://127.0.0.1:$PORT" --skus 4000 --clients 1,8,32 --seconds "$SECS"
