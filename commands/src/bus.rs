@@ -12,9 +12,11 @@ use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::cache::{AggregateCache, Cached};
 use crate::error::CommandError;
 use crate::locks::AggregateLocks;
 use crate::metadata::CommandMetadata;
+use crate::repository::EventRepository;
 use crate::store::{EventStore, event_store};
 
 /// How a command that lost an optimistic-concurrency race is retried.
@@ -60,19 +62,37 @@ pub struct Committed {
     pub position: Option<i64>,
 }
 
+/// One aggregate type's store and cache (internal to the bus).
+pub struct Lane<A: Aggregate> {
+    store: EventStore<A>,
+    cache: AggregateCache<A>,
+}
+
+impl<A: Aggregate + Clone> Lane<A> {
+    fn new(pool: &PgPool) -> Arc<Self> {
+        Arc::new(Self {
+            store: event_store(pool),
+            cache: AggregateCache::new(CACHED_AGGREGATES),
+        })
+    }
+}
+
+/// Aggregates kept warm per type (a few KiB each at most).
+const CACHED_AGGREGATES: usize = 50_000;
+
 /// Aggregates the bus can address.
-pub trait Routed: Aggregate<Services = ()> + 'static
+pub trait Routed: Aggregate<Services = ()> + Clone + 'static
 where
     Self::Command: Clone + Send,
 {
-    /// This aggregate's store inside the bus.
-    fn store(bus: &CommandBus) -> &EventStore<Self>;
+    /// This aggregate's lane inside the bus.
+    fn lane(bus: &CommandBus) -> &Lane<Self>;
 }
 
 macro_rules! routed {
     ($aggregate:ty, $field:ident) => {
         impl Routed for $aggregate {
-            fn store(bus: &CommandBus) -> &EventStore<Self> {
+            fn lane(bus: &CommandBus) -> &Lane<Self> {
                 &bus.$field
             }
         }
@@ -89,10 +109,10 @@ routed!(Payment, payments);
 #[derive(Clone)]
 pub struct CommandBus {
     pool: PgPool,
-    stock_items: Arc<EventStore<StockItem>>,
-    orders: Arc<EventStore<Order>>,
-    bookings: Arc<EventStore<Booking>>,
-    payments: Arc<EventStore<Payment>>,
+    stock_items: Arc<Lane<StockItem>>,
+    orders: Arc<Lane<Order>>,
+    bookings: Arc<Lane<Booking>>,
+    payments: Arc<Lane<Payment>>,
     locks: Arc<AggregateLocks>,
     retry: RetryPolicy,
 }
@@ -109,10 +129,10 @@ impl CommandBus {
     /// A bus with an explicit retry policy.
     pub fn with_retry(pool: PgPool, retry: RetryPolicy) -> Self {
         Self {
-            stock_items: Arc::new(event_store(&pool)),
-            orders: Arc::new(event_store(&pool)),
-            bookings: Arc::new(event_store(&pool)),
-            payments: Arc::new(event_store(&pool)),
+            stock_items: Lane::new(&pool),
+            orders: Lane::new(&pool),
+            bookings: Lane::new(&pool),
+            payments: Lane::new(&pool),
             locks: Arc::new(AggregateLocks::default()),
             pool,
             retry,
@@ -144,15 +164,29 @@ impl CommandBus {
         A: Routed,
         A::Command: Clone + Send,
     {
-        let store = A::store(self);
+        let lane = A::lane(self);
         let _serialized = self.locks.lock(A::TYPE, aggregate_id).await;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut context = store
-                .load_aggregate(aggregate_id)
-                .await
-                .map_err(|e| CommandError::from_aggregate(e, attempt))?;
+            let (mut context, mut position) = match lane.cache.get(aggregate_id) {
+                Some(cached) => (
+                    EventStoreAggregateContext {
+                        aggregate_id: aggregate_id.to_owned(),
+                        aggregate: cached.aggregate,
+                        current_sequence: cached.sequence,
+                        current_snapshot: None,
+                    },
+                    cached.position,
+                ),
+                None => (
+                    lane.store
+                        .load_aggregate(aggregate_id)
+                        .await
+                        .map_err(|e| CommandError::from_aggregate(e, attempt))?,
+                    None,
+                ),
+            };
             let sink = EventSink::default();
             context
                 .aggregate
@@ -161,11 +195,41 @@ impl CommandBus {
                 .map_err(CommandError::Rejected)?;
             let events = sink.collect().await;
             if events.is_empty() {
-                return self.unchanged::<A>(&context).await;
+                if position.is_none() {
+                    position = self
+                        .position_of::<A>(aggregate_id, context.current_sequence)
+                        .await?;
+                }
+                return Ok(Committed {
+                    events: 0,
+                    sequence: context.current_sequence,
+                    position,
+                });
             }
-            match store.commit(events, context, metadata.to_map()).await {
-                Ok(committed) => return self.appended::<A>(aggregate_id, &committed).await,
-                Err(AggregateError::AggregateConflict) if attempt < self.retry.max_attempts => {
+            let next = context.aggregate.clone();
+            let count = events.len();
+            let sequence = context.current_sequence + count;
+            let commit = lane.store.commit(events, context, metadata.to_map());
+            match EventRepository::capture_position(commit).await {
+                (Ok(_), position) => {
+                    lane.cache.put(
+                        aggregate_id,
+                        Cached {
+                            aggregate: next,
+                            sequence,
+                            position,
+                        },
+                    );
+                    return Ok(Committed {
+                        events: count,
+                        sequence,
+                        position,
+                    });
+                }
+                (Err(AggregateError::AggregateConflict), _)
+                    if attempt < self.retry.max_attempts =>
+                {
+                    lane.cache.invalidate(aggregate_id);
                     tracing::debug!(
                         aggregate = A::TYPE,
                         aggregate_id,
@@ -174,7 +238,10 @@ impl CommandBus {
                     );
                     tokio::time::sleep(self.retry.delay(attempt)).await;
                 }
-                Err(e) => return Err(CommandError::from_aggregate(e, attempt)),
+                (Err(e), _) => {
+                    lane.cache.invalidate(aggregate_id);
+                    return Err(CommandError::from_aggregate(e, attempt));
+                }
             }
         }
     }
@@ -188,40 +255,12 @@ impl CommandBus {
         A: Routed,
         A::Command: Clone + Send,
     {
-        A::store(self)
+        A::lane(self)
+            .store
             .load_aggregate(aggregate_id)
             .await
             .map(|context| context.aggregate)
             .map_err(|e| CommandError::from_aggregate(e, 1))
-    }
-
-    async fn appended<A: Aggregate>(
-        &self,
-        aggregate_id: &str,
-        committed: &[cqrs_es::EventEnvelope<A>],
-    ) -> Result<Committed, CommandError<A::Error>> {
-        let sequence = committed.last().map_or(0, |e| e.sequence);
-        let position = self.position_of::<A>(aggregate_id, sequence).await?;
-        Ok(Committed {
-            events: committed.len(),
-            sequence,
-            position,
-        })
-    }
-
-    async fn unchanged<A: Aggregate>(
-        &self,
-        context: &EventStoreAggregateContext<A>,
-    ) -> Result<Committed, CommandError<A::Error>> {
-        let sequence = context.current_sequence;
-        let position = self
-            .position_of::<A>(&context.aggregate_id, sequence)
-            .await?;
-        Ok(Committed {
-            events: 0,
-            sequence,
-            position,
-        })
     }
 
     async fn position_of<A: Aggregate>(

@@ -6,7 +6,9 @@
 //! the same aggregate, and the global position of what was written so readers can wait for it.
 //!
 //! # Layout
-//! - [`store`]: the embedded migrations and the postgres-es wiring per aggregate.
+//! - [`store`]: the embedded migrations and the cqrs-es store per aggregate.
+//! - [`repository`]: postgres-es reads plus a one-round-trip append that reports positions.
+//! - [`cache`]: recently used aggregates, validated by the append's sequence check.
 //! - [`bus`]: [`CommandBus`], the one way commands reach an aggregate.
 //! - [`locks`]: in-process serialization of commands per aggregate.
 //! - [`metadata`]: [`CommandMetadata`] stored with each event.
@@ -17,9 +19,11 @@
 #![warn(missing_docs)]
 
 pub mod bus;
+pub mod cache;
 pub mod error;
 pub mod locks;
 pub mod metadata;
+pub mod repository;
 pub mod store;
 
 pub use bus::{CommandBus, Committed, RetryPolicy};

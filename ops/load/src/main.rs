@@ -35,7 +35,10 @@ async fn main() -> anyhow::Result<()> {
         .pool_max_idle_per_host(256)
         .build()?;
     register(&client, &args).await?;
-    println!("{:>7} {:>10} {:>9} {:>9} {:>9} {:>7}", "clients", "cmds/s", "p50_ms", "p99_ms", "max_ms", "errors");
+    println!(
+        "{:>7} {:>10} {:>9} {:>9} {:>9} {:>7}",
+        "clients", "cmds/s", "p50_ms", "p99_ms", "max_ms", "errors"
+    );
     for &clients in &args.clients {
         let run = run(&client, &args, clients).await?;
         println!(
@@ -109,7 +112,10 @@ async fn run(client: &reqwest::Client, args: &Args, clients: usize) -> anyhow::R
     let tasks = (0..clients).map(|c| {
         let client = client.clone();
         let stop = stop.clone();
-        let skus: Vec<String> = (c..args.skus).step_by(clients).map(|i| sku(args, i)).collect();
+        let skus: Vec<String> = (c..args.skus)
+            .step_by(clients)
+            .map(|i| sku(args, i))
+            .collect();
         let base = args.url.clone();
         tokio::spawn(async move {
             let mut latencies = Vec::new();

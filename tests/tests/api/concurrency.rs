@@ -150,3 +150,82 @@ async fn concurrent_restocks_over_http_lose_no_update() {
         .count();
     assert_eq!(restocks, 40);
 }
+
+#[tokio::test]
+async fn a_stale_cached_aggregate_in_another_instance_cannot_oversell() {
+    // Arrange: instance A warms its cache with on_hand = 1; instance B then takes the unit.
+    let app = spawn_app().await;
+    let (a, b) = (
+        CommandBus::new(app.pool.clone()),
+        CommandBus::new(app.pool.clone()),
+    );
+    let sku = Sku::parse("STALE").unwrap();
+    let meta = CommandMetadata::system("test");
+    let register = StockItemCommand::Register {
+        sku: sku.clone(),
+        name: "stale".into(),
+        kind: domain::stock_item::StockKind::Product,
+        quantity: 1,
+        low_stock_threshold: 0,
+        unit_price: domain::Money::new(1, domain::Currency::parse("USD").unwrap()).unwrap(),
+    };
+    a.execute::<StockItem>("STALE", register, &meta)
+        .await
+        .unwrap();
+    b.execute::<StockItem>("STALE", reserve(OrderId::new_random(), &sku, 1), &meta)
+        .await
+        .unwrap();
+
+    // Act: A decides on its cached (stale) state first.
+    let late = a
+        .execute::<StockItem>("STALE", reserve(OrderId::new_random(), &sku, 1), &meta)
+        .await;
+
+    // Assert: the append conflicted, A reloaded, and the rule answered.
+    assert!(
+        matches!(
+            late,
+            Err(CommandError::Rejected(
+                StockItemError::InsufficientStock { .. }
+            ))
+        ),
+        "{late:?}"
+    );
+    let events = app.events_for("stock_item", "STALE").await;
+    let reserved = events
+        .iter()
+        .filter(|e| e.event_type == "StockReserved")
+        .count();
+    assert_eq!(reserved, 1);
+}
+
+#[tokio::test]
+async fn a_command_writing_several_events_reports_the_position_of_the_last() {
+    let app = spawn_app().await;
+    app.register_product("MULTI", 2).await; // low-stock threshold 1
+    let sku = Sku::parse("MULTI").unwrap();
+
+    let committed = app
+        .bus
+        .execute::<StockItem>(
+            "MULTI",
+            reserve(OrderId::new_random(), &sku, 2),
+            &CommandMetadata::system("test"),
+        )
+        .await
+        .unwrap();
+
+    let events = app.events_for("stock_item", "MULTI").await;
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "StockItemRegistered",
+            "StockReserved",
+            "LowStockReached",
+            "StockDepleted"
+        ]
+    );
+    assert_eq!(committed.events, 3);
+    assert_eq!(committed.position, events.last().unwrap().global_position);
+}
