@@ -12,7 +12,7 @@
 //! - [`bus`]: [`CommandBus`], the one way commands reach an aggregate.
 //! - [`locks`]: in-process serialization of commands per aggregate.
 //! - [`metadata`]: [`CommandMetadata`] stored with each event.
-//! - [`error`]: [`CommandError`].
+//! - [`error`]: the `CommandError` type.
 //!
 //! # Rules this crate keeps
 //! Depends on `domain`, never on HTTP or on the read side.

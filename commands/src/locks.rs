@@ -1,6 +1,6 @@
 //! In-process serialization of commands per aggregate.
 
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, RandomState};
 use tokio::sync::{Mutex, MutexGuard};
 
 /// A fixed set of mutexes, one chosen per aggregate by hash.
@@ -25,9 +25,8 @@ impl AggregateLocks {
 
     /// Waits for the aggregate's stripe.
     pub async fn lock(&self, aggregate_type: &str, aggregate_id: &str) -> MutexGuard<'_, ()> {
-        let mut hasher = self.hasher.build_hasher();
-        (aggregate_type, aggregate_id).hash(&mut hasher);
-        let index = (hasher.finish() % self.stripes.len() as u64) as usize;
+        let hash = self.hasher.hash_one((aggregate_type, aggregate_id));
+        let index = (hash % self.stripes.len() as u64) as usize;
         self.stripes[index].lock().await
     }
 }
