@@ -1,1 +1,417 @@
 use super::*;
+use crate::{Currency, Money, OrderId, Owner, Quantity, ReservationId, Sku};
+use chrono::{DateTime, Utc};
+use cqrs_es::Aggregate;
+use cqrs_es::test::{AggregateTestExecutor, TestFramework};
+use uuid::Uuid;
+
+fn sku() -> Sku {
+    Sku::parse("MUG-001").unwrap()
+}
+fn mxn(amount: i64) -> Money {
+    Money::new(amount, Currency::parse("MXN").unwrap()).unwrap()
+}
+fn qty(n: u32) -> Quantity {
+    Quantity::new(i64::from(n)).unwrap()
+}
+fn rid(n: u128) -> ReservationId {
+    ReservationId(Uuid::from_u128(n))
+}
+fn owner() -> Owner {
+    Owner::Order(OrderId(Uuid::from_u128(42)))
+}
+fn expires() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+}
+fn given(events: Vec<StockItemEvent>) -> AggregateTestExecutor<StockItem> {
+    TestFramework::<StockItem>::with(()).given(events)
+}
+
+fn register(quantity: u32, low_stock_threshold: u32, kind: StockKind) -> StockItemCommand {
+    StockItemCommand::Register {
+        sku: sku(),
+        name: "Clay mug".into(),
+        kind,
+        quantity,
+        low_stock_threshold,
+        unit_price: mxn(1500),
+    }
+}
+fn registered_with_threshold(on_hand: u32, low_stock_threshold: u32) -> StockItemEvent {
+    StockItemEvent::StockItemRegistered {
+        sku: sku(),
+        name: "Clay mug".into(),
+        kind: StockKind::Product,
+        on_hand,
+        low_stock_threshold,
+        unit_price: mxn(1500),
+    }
+}
+fn registered(on_hand: u32) -> StockItemEvent {
+    registered_with_threshold(on_hand, 0)
+}
+fn reserve(id: u128, quantity: u32) -> StockItemCommand {
+    StockItemCommand::Reserve {
+        reservation_id: rid(id),
+        quantity: qty(quantity),
+        owner: owner(),
+        expires_at: expires(),
+    }
+}
+fn reserved(id: u128, quantity: u32) -> StockItemEvent {
+    StockItemEvent::StockReserved {
+        reservation_id: rid(id),
+        quantity,
+        owner: owner(),
+        expires_at: expires(),
+    }
+}
+fn commit(id: u128) -> StockItemCommand {
+    StockItemCommand::CommitReservation {
+        reservation_id: rid(id),
+    }
+}
+fn committed(id: u128, quantity: u32, on_hand: u32) -> StockItemEvent {
+    StockItemEvent::ReservationCommitted {
+        reservation_id: rid(id),
+        quantity,
+        on_hand,
+    }
+}
+fn release(id: u128) -> StockItemCommand {
+    StockItemCommand::ReleaseReservation {
+        reservation_id: rid(id),
+        reason: ReleaseReason::Cancelled,
+    }
+}
+fn released(id: u128, quantity: u32) -> StockItemEvent {
+    StockItemEvent::ReservationReleased {
+        reservation_id: rid(id),
+        quantity,
+        reason: ReleaseReason::Cancelled,
+    }
+}
+fn adjust(delta: i64) -> StockItemCommand {
+    StockItemCommand::Adjust {
+        delta,
+        reason: "count".into(),
+    }
+}
+fn adjusted(delta: i64, on_hand: u32) -> StockItemEvent {
+    StockItemEvent::StockAdjusted {
+        delta,
+        on_hand,
+        reason: "count".into(),
+    }
+}
+fn low(available: u32, threshold: u32) -> StockItemEvent {
+    StockItemEvent::LowStockReached {
+        available,
+        threshold,
+    }
+}
+
+#[test]
+fn registering_a_product_or_a_time_slot_records_it() {
+    let slot = StockKind::TimeSlot {
+        starts_at: expires(),
+    };
+    for kind in [StockKind::Product, slot] {
+        given(vec![])
+            .when(register(10, 2, kind))
+            .then_expect_events(vec![StockItemEvent::StockItemRegistered {
+                sku: sku(),
+                name: "Clay mug".into(),
+                kind,
+                on_hand: 10,
+                low_stock_threshold: 2,
+                unit_price: mxn(1500),
+            }]);
+    }
+}
+
+#[test]
+fn registering_at_or_below_the_threshold_emits_no_alert() {
+    given(vec![])
+        .when(register(0, 5, StockKind::Product))
+        .then_expect_events(vec![registered_with_threshold(0, 5)]);
+}
+
+#[test]
+fn registering_twice_is_refused() {
+    given(vec![registered(10)])
+        .when(register(10, 0, StockKind::Product))
+        .then_expect_error(StockItemError::AlreadyRegistered);
+}
+
+#[test]
+fn every_command_before_registration_is_refused() {
+    let commands = [
+        StockItemCommand::Restock { quantity: qty(1) },
+        adjust(1),
+        reserve(1, 1),
+        commit(1),
+        release(1),
+    ];
+    for command in commands {
+        TestFramework::<StockItem>::with(())
+            .given_no_previous_events()
+            .when(command)
+            .then_expect_error(StockItemError::NotRegistered);
+    }
+}
+
+#[test]
+fn restocking_adds_units() {
+    given(vec![registered(10)])
+        .when(StockItemCommand::Restock { quantity: qty(5) })
+        .then_expect_events(vec![StockItemEvent::StockRestocked {
+            quantity: 5,
+            on_hand: 15,
+        }]);
+}
+
+#[test]
+fn restocking_past_the_counter_limit_is_refused() {
+    given(vec![registered(u32::MAX)])
+        .when(StockItemCommand::Restock { quantity: qty(1) })
+        .then_expect_error(StockItemError::CountOverflow);
+}
+
+#[test]
+fn adjusting_up_or_down_corrects_on_hand() {
+    given(vec![registered(10)])
+        .when(adjust(5))
+        .then_expect_events(vec![adjusted(5, 15)]);
+    given(vec![registered(10)])
+        .when(adjust(-3))
+        .then_expect_events(vec![adjusted(-3, 7)]);
+}
+
+#[test]
+fn adjusting_below_reserved_is_refused() {
+    given(vec![registered(10), reserved(1, 6)])
+        .when(adjust(-5))
+        .then_expect_error(StockItemError::AdjustmentBelowReserved {
+            delta: -5,
+            on_hand: 5,
+            reserved: 6,
+        });
+}
+
+#[test]
+fn adjusting_below_zero_is_refused() {
+    given(vec![registered(3)])
+        .when(adjust(-4))
+        .then_expect_error(StockItemError::AdjustmentBelowReserved {
+            delta: -4,
+            on_hand: -1,
+            reserved: 0,
+        });
+}
+
+#[test]
+fn adjusting_past_the_counter_limit_is_refused() {
+    given(vec![registered(10)])
+        .when(adjust(i64::from(u32::MAX)))
+        .then_expect_error(StockItemError::CountOverflow);
+}
+
+#[test]
+fn adjusting_down_to_exactly_the_reserved_count_depletes_the_item() {
+    given(vec![registered(10), reserved(1, 6)])
+        .when(adjust(-4))
+        .then_expect_events(vec![adjusted(-4, 6), StockItemEvent::StockDepleted]);
+}
+
+#[test]
+fn reserving_available_units_holds_them() {
+    given(vec![registered(10), reserved(1, 3)])
+        .when(reserve(2, 4))
+        .then_expect_events(vec![reserved(2, 4)]);
+}
+
+#[test]
+fn reserving_more_than_available_is_refused() {
+    given(vec![registered(10), reserved(1, 7)])
+        .when(reserve(2, 4))
+        .then_expect_error(StockItemError::InsufficientStock {
+            requested: 4,
+            available: 3,
+        });
+}
+
+#[test]
+fn reserving_with_an_id_already_held_records_nothing() {
+    // Even though nothing is left: a saga retry must not turn into insufficient_stock.
+    given(vec![registered(5), reserved(1, 5)])
+        .when(reserve(1, 5))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn reserving_with_an_id_already_released_or_committed_records_nothing() {
+    for closed in [released(1, 2), committed(1, 2, 8)] {
+        given(vec![registered(10), reserved(1, 2), closed])
+            .when(reserve(1, 2))
+            .then_expect_events(vec![]);
+    }
+}
+
+#[test]
+fn committing_a_hold_turns_it_into_a_sale() {
+    given(vec![registered(10), reserved(1, 4)])
+        .when(commit(1))
+        .then_expect_events(vec![committed(1, 4, 6)]);
+}
+
+#[test]
+fn committing_leaves_availability_and_its_alerts_unchanged() {
+    given(vec![registered_with_threshold(5, 2), reserved(1, 5)])
+        .when(commit(1))
+        .then_expect_events(vec![committed(1, 5, 0)]);
+}
+
+#[test]
+fn committing_twice_records_nothing() {
+    given(vec![registered(10), reserved(1, 4), committed(1, 4, 6)])
+        .when(commit(1))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn committing_a_released_hold_is_refused() {
+    given(vec![registered(10), reserved(1, 4), released(1, 4)])
+        .when(commit(1))
+        .then_expect_error(StockItemError::ReservationReleased(rid(1)));
+}
+
+#[test]
+fn committing_an_unknown_hold_is_refused() {
+    given(vec![registered(10), reserved(1, 4)])
+        .when(commit(2))
+        .then_expect_error(StockItemError::ReservationNotFound(rid(2)));
+}
+
+#[test]
+fn releasing_a_hold_returns_its_units_for_every_reason() {
+    use ReleaseReason::*;
+    for reason in [Cancelled, Expired, PaymentFailed, Compensation] {
+        given(vec![registered(10), reserved(1, 4)])
+            .when(StockItemCommand::ReleaseReservation {
+                reservation_id: rid(1),
+                reason,
+            })
+            .then_expect_events(vec![StockItemEvent::ReservationReleased {
+                reservation_id: rid(1),
+                quantity: 4,
+                reason,
+            }]);
+    }
+}
+
+#[test]
+fn releasing_twice_records_nothing() {
+    given(vec![registered(10), reserved(1, 4), released(1, 4)])
+        .when(release(1))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn releasing_a_hold_never_made_records_nothing() {
+    given(vec![registered(10)])
+        .when(release(7))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn releasing_a_committed_hold_is_refused() {
+    given(vec![registered(10), reserved(1, 4), committed(1, 4, 6)])
+        .when(release(1))
+        .then_expect_error(StockItemError::ReservationCommitted(rid(1)));
+}
+
+#[test]
+fn low_stock_is_reported_when_availability_crosses_down_to_the_threshold() {
+    given(vec![registered_with_threshold(10, 3)])
+        .when(reserve(1, 7))
+        .then_expect_events(vec![reserved(1, 7), low(3, 3)]);
+    given(vec![registered_with_threshold(10, 3)])
+        .when(adjust(-8))
+        .then_expect_events(vec![adjusted(-8, 2), low(2, 3)]);
+}
+
+#[test]
+fn low_stock_is_not_reported_when_availability_was_already_below() {
+    given(vec![registered_with_threshold(10, 3), reserved(1, 8)])
+        .when(reserve(2, 1))
+        .then_expect_events(vec![reserved(2, 1)]);
+}
+
+#[test]
+fn low_stock_is_never_reported_with_a_zero_threshold() {
+    given(vec![registered(10)])
+        .when(reserve(1, 9))
+        .then_expect_events(vec![reserved(1, 9)]);
+}
+
+#[test]
+fn reaching_zero_reports_depletion() {
+    given(vec![registered(5)])
+        .when(reserve(1, 5))
+        .then_expect_events(vec![reserved(1, 5), StockItemEvent::StockDepleted]);
+}
+
+#[test]
+fn reaching_zero_from_above_the_threshold_reports_low_stock_then_depletion() {
+    given(vec![registered_with_threshold(10, 3)])
+        .when(reserve(1, 10))
+        .then_expect_events(vec![
+            reserved(1, 10),
+            low(0, 3),
+            StockItemEvent::StockDepleted,
+        ]);
+}
+
+#[test]
+fn adding_availability_never_reports_alerts() {
+    let low_history = || vec![registered_with_threshold(10, 3), reserved(1, 10)];
+    given(low_history())
+        .when(release(1))
+        .then_expect_events(vec![released(1, 10)]);
+    given(low_history())
+        .when(StockItemCommand::Restock { quantity: qty(1) })
+        .then_expect_events(vec![StockItemEvent::StockRestocked {
+            quantity: 1,
+            on_hand: 11,
+        }]);
+}
+
+/// Drives a long pseudo-random sequence of commands through the framework, feeding each
+/// command's events back as history, and checks the counting invariants after every step.
+#[test]
+fn open_holds_never_exceed_on_hand_across_a_long_sequence() {
+    let mut history = vec![registered_with_threshold(20, 5)];
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    for _ in 0..400 {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let id = u128::from((seed >> 33) % 12);
+        let n = u32::try_from((seed >> 40) % 9).unwrap() + 1;
+        let command = match (seed >> 20) % 5 {
+            0 | 1 => reserve(id, n),
+            2 => commit(id),
+            3 => release(id),
+            _ if seed % 2 == 0 => StockItemCommand::Restock { quantity: qty(n) },
+            _ => adjust(-i64::from(n)),
+        };
+        if let Ok(events) = given(history.clone()).when(command).inspect_result() {
+            history.extend(events);
+        }
+        let mut item = StockItem::default();
+        history.iter().cloned().for_each(|e| item.apply(e));
+        assert!(item.reserved() <= item.on_hand(), "{item:?}");
+    }
+    assert!(history.len() > 100, "the sequence exercised too little");
+}
