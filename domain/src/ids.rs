@@ -63,11 +63,14 @@ pub enum Owner {
 }
 
 impl Owner {
-    fn uuid(self) -> Uuid {
-        match self {
-            Self::Order(id) => id.0,
-            Self::Booking(id) => id.0,
-        }
+    /// Kind and id as bytes, so an order and a booking that share a UUID still derive
+    /// different ids.
+    fn name(self) -> Vec<u8> {
+        let (kind, id): (&[u8], Uuid) = match self {
+            Self::Order(id) => (b"order:", id.0),
+            Self::Booking(id) => (b"booking:", id.0),
+        };
+        [kind, id.as_bytes().as_slice()].concat()
     }
 }
 
@@ -77,7 +80,8 @@ impl ReservationId {
     /// Derived, not random, so a saga that re-issues a reserve after a crash addresses the same
     /// hold and the StockItem treats it as a no-op.
     pub fn for_owner(owner: Owner, sku: &Sku) -> Self {
-        let mut name = owner.uuid().as_bytes().to_vec();
+        let mut name = owner.name();
+        name.push(b'/');
         name.extend_from_slice(sku.as_str().as_bytes());
         Self(Uuid::new_v5(&NAMESPACE, &name))
     }
@@ -86,8 +90,8 @@ impl ReservationId {
 impl PaymentId {
     /// The payment of an order or booking; deterministic for the same reason as reservations.
     pub fn for_owner(owner: Owner) -> Self {
-        let mut name = b"payment:".to_vec();
-        name.extend_from_slice(owner.uuid().as_bytes());
+        let mut name = b"payment/".to_vec();
+        name.extend_from_slice(&owner.name());
         Self(Uuid::new_v5(&NAMESPACE, &name))
     }
 }

@@ -166,14 +166,15 @@ impl Booking {
                 (!self.seats_held).then_some(BookingEvent::BookingSeatsHeld)
             }
             BookingCommand::RejectSeats { reason } => {
-                if self.seats_held {
+                let from = self.transition(S::SeatsUnavailable)?;
+                if let Some(from) = from.filter(|_| self.seats_held) {
+                    // Seats already held cannot be "unavailable": the saga must release them.
                     return Err(BookingError::IllegalTransition {
-                        from: S::PendingPayment,
+                        from,
                         to: S::SeatsUnavailable,
                     });
                 }
-                self.transition(S::SeatsUnavailable)?
-                    .map(|_| BookingEvent::BookingSeatsUnavailable { reason })
+                from.map(|_| BookingEvent::BookingSeatsUnavailable { reason })
             }
             BookingCommand::RequestPayment { payment_id } => {
                 self.require_pending()?;
@@ -188,6 +189,9 @@ impl Booking {
             }
             BookingCommand::Confirm { payment_id } => {
                 let from = self.transition(S::Confirmed)?;
+                if !self.seats_held {
+                    return Err(BookingError::SeatsNotHeld);
+                }
                 self.own_payment(payment_id)?;
                 from.map(|_| BookingEvent::BookingConfirmed { payment_id })
             }

@@ -186,7 +186,6 @@ fn rejecting_seats_after_they_were_held_is_refused() {
 }
 
 #[test]
-#[ignore = "bug: RejectSeats with seats held always reports from=PENDING_PAYMENT, whatever the real status"]
 fn rejecting_seats_of_a_confirmed_booking_reports_its_real_status() {
     given(history(S::Confirmed))
         .when(command_to(S::SeatsUnavailable))
@@ -258,7 +257,6 @@ fn confirming_before_a_payment_was_requested_is_refused() {
 }
 
 #[test]
-#[ignore = "SeatsNotHeld is documented for 'confirmed before the seats were held', but Confirm reports PaymentMismatch"]
 fn confirming_before_seats_are_held_reports_seats_not_held() {
     given(vec![placed()])
         .when(command_to(S::Confirmed))
@@ -344,11 +342,9 @@ fn every_status_change_follows_the_transition_table() {
             match expected {
                 'M' => assert_eq!(result, Ok(vec![event_for(from, to)]), "{from} -> {to}"),
                 'S' => assert_eq!(result, Ok(vec![]), "{from} -> {to}"),
-                // `from` is not checked for RejectSeats: see the ignored
-                // `rejecting_seats_of_a_confirmed_booking_reports_its_real_status`.
                 _ => assert!(
                     matches!(result, Err(BookingError::IllegalTransition { from: f, to: t })
-                        if t == to && (f == from || to == S::SeatsUnavailable)),
+                        if t == to && f == from),
                     "{from} -> {to}: {result:?}"
                 ),
             }
