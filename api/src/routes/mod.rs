@@ -17,44 +17,21 @@ use crate::problem::{ApiError, FieldError};
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api/v1")
-            .service(
-                web::resource("/stock-items")
-                    .post(stock_items::register_stock_item)
-                    .default_service(web::to(method_not_allowed)),
-            )
-            .service(
-                web::resource("/stock-items/{sku}")
-                    .get(stock_items::get_stock_item)
-                    .default_service(web::to(method_not_allowed)),
-            )
-            .service(
-                web::resource("/stock-items/{sku}/restock")
-                    .post(stock_items::restock)
-                    .default_service(web::to(method_not_allowed)),
-            )
-            .service(
-                web::resource("/orders")
-                    .post(orders::place_order)
-                    .default_service(web::to(method_not_allowed)),
-            )
-            .service(
-                web::resource("/orders/{id}")
-                    .get(orders::get_order)
-                    .default_service(web::to(method_not_allowed)),
-            )
-            .service(
-                web::resource("/bookings")
-                    .post(bookings::place_booking)
-                    .default_service(web::to(method_not_allowed)),
-            )
-            .service(
-                web::resource("/bookings/{id}")
-                    .get(bookings::get_booking)
-                    .default_service(web::to(method_not_allowed)),
-            ),
+            .service(resource("/stock-items").post(stock_items::register_stock_item))
+            .service(resource("/stock-items/{sku}").get(stock_items::get_stock_item))
+            .service(resource("/stock-items/{sku}/restock").post(stock_items::restock))
+            .service(resource("/orders").post(orders::place_order))
+            .service(resource("/orders/{id}").get(orders::get_order))
+            .service(resource("/bookings").post(bookings::place_booking))
+            .service(resource("/bookings/{id}").get(bookings::get_booking)),
     )
     .service(web::resource("/health/live").get(health::live))
     .service(web::resource("/health/ready").get(health::ready));
+}
+
+/// A resource whose other methods answer 405 problem+json.
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
 }
 
 /// 404 problem for any unknown path.
