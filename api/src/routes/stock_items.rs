@@ -119,13 +119,13 @@ impl StockItemView {
     }
 }
 
-/// Registers a product or a time slot.
-pub async fn register_stock_item(
-    state: web::Data<AppState>,
-    ctx: RequestContext,
-    ValidJson(body): ValidJson<RegisterStockItem>,
+/// Runs a command on one item and answers 202 with its position.
+async fn execute(
+    state: &AppState,
+    ctx: &RequestContext,
+    sku: &Sku,
+    command: StockItemCommand,
 ) -> Result<HttpResponse, ApiError> {
-    let (sku, command) = body.validate()?;
     let committed = state
         .bus
         .execute::<StockItem>(sku.as_str(), command, &ctx.metadata())
@@ -135,6 +135,16 @@ pub async fn register_stock_item(
         &format!("/api/v1/stock-items/{sku}"),
         committed,
     ))
+}
+
+/// Registers a product or a time slot.
+pub async fn register_stock_item(
+    state: web::Data<AppState>,
+    ctx: RequestContext,
+    ValidJson(body): ValidJson<RegisterStockItem>,
+) -> Result<HttpResponse, ApiError> {
+    let (sku, command) = body.validate()?;
+    execute(&state, &ctx, &sku, command).await
 }
 
 /// Adds units (or seats).
@@ -151,15 +161,7 @@ pub async fn restock(
     let command = StockItemCommand::Restock {
         quantity: accepted(quantity)?,
     };
-    let committed = state
-        .bus
-        .execute::<StockItem>(sku.as_str(), command, &ctx.metadata())
-        .await?;
-    Ok(accepted_command(
-        sku.as_str(),
-        &format!("/api/v1/stock-items/{sku}"),
-        committed,
-    ))
+    execute(&state, &ctx, &sku, command).await
 }
 
 /// Reads one item (from its aggregate until the stock read model exists).
