@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use crate::cache::{AggregateCache, Cached};
 use crate::error::CommandError;
+use crate::feed::FeedSignal;
 use crate::locks::AggregateLocks;
 use crate::metadata::CommandMetadata;
 use crate::repository::EventRepository;
@@ -115,6 +116,7 @@ pub struct CommandBus {
     payments: Arc<Lane<Payment>>,
     locks: Arc<AggregateLocks>,
     retry: RetryPolicy,
+    feed: FeedSignal,
 }
 
 const POSITION_OF_SEQUENCE: &str = "SELECT global_position FROM events \
@@ -136,7 +138,13 @@ impl CommandBus {
             locks: Arc::new(AggregateLocks::default()),
             pool,
             retry,
+            feed: FeedSignal::default(),
         }
+    }
+
+    /// Bumped after every append that committed, so subscriptions wake at once.
+    pub fn feed_signal(&self) -> &FeedSignal {
+        &self.feed
     }
 
     /// The pool the bus writes through.
@@ -212,6 +220,7 @@ impl CommandBus {
             let commit = lane.store.commit(events, context, metadata.to_map());
             match EventRepository::capture_position(commit).await {
                 (Ok(_), position) => {
+                    self.feed.bump();
                     lane.cache.put(
                         aggregate_id,
                         Cached {

@@ -13,6 +13,10 @@
 //! - [`locks`]: in-process serialization of commands per aggregate.
 //! - [`metadata`]: [`CommandMetadata`] stored with each event.
 //! - [`error`]: the `CommandError` type.
+//! - [`feed`]: the ordered feed of every committed event, and the in-process wake-up signal.
+//! - [`relay`]: wake-ups between processes (`LISTEN`/`NOTIFY` outside the append).
+//! - [`subscription`]: durable, single-runner subscribers with checkpoints.
+//! - [`dead_letters`]: parked events, sequenced per aggregate, and operators' retry and skip.
 //!
 //! # Rules this crate keeps
 //! Depends on `domain`, never on HTTP or on the read side.
@@ -20,13 +24,18 @@
 
 pub mod bus;
 pub mod cache;
+pub mod dead_letters;
 pub mod error;
+pub mod feed;
 pub mod locks;
 pub mod metadata;
+pub mod relay;
 pub mod repository;
 pub mod store;
+pub mod subscription;
 
 pub use bus::{CommandBus, Committed, RetryPolicy};
 pub use error::CommandError;
+pub use feed::{Checkpoint, FeedEvent, FeedSignal};
 pub use metadata::CommandMetadata;
 pub use store::MIGRATOR;

@@ -1,8 +1,29 @@
-//! Read models of Reserva, built by projectors from the ordered event feed.
+//! The read side of Reserva: read models fed by the ordered event feed, the queries over them,
+//! and their rebuild.
 //!
-//! Not built yet: until the feed and its subscriptions exist, queries read the aggregates
-//! through `commands::CommandBus::load`. The crate is in the workspace so the dependency
-//! direction (`domain` ← `commands` ← `projections` ← `api`) is fixed from the start.
+//! Each read model is a durable subscription (see `commands::subscription`): it applies a
+//! batch and advances its checkpoint in one transaction, so no crash can double-apply or skip
+//! an event. A rebuild fills shadow tables from position zero while the live tables keep
+//! answering, then swaps them in one transaction.
+//!
+//! # Layout
+//! - [`read_model`]: the [`read_model::ReadModel`] trait and the batch projector behind every
+//!   model.
+//! - [`models`]: orders, bookings, stock levels and payments.
+//! - [`catalog`]: the list of projections, and starting them.
+//! - [`rebuild`]: shadow build and swap.
+//! - [`status`]: each projection's position and lag, and the feed's stall.
+//! - [`wait`]: read-your-writes (`min_position`).
+//! - [`queries`]: what the API reads.
 //!
 //! # Rules this crate keeps
-//! Projectors never issue commands or call out; read models are never cqrs-es inline queries.
+//! Queries read only read models. Depends on `domain` and `commands`, never on HTTP.
+#![warn(missing_docs)]
+
+pub mod catalog;
+pub mod models;
+pub mod queries;
+pub mod read_model;
+pub mod rebuild;
+pub mod status;
+pub mod wait;

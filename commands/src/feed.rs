@@ -1,0 +1,323 @@
+//! The ordered event feed: every committed event exactly once, in one global order.
+//!
+//! `global_position` is taken from an identity before commit, so a transaction that commits
+//! late can hold a lower position than events a reader has already passed. The feed therefore
+//! orders by `(transaction_id, global_position)` and never reads at or beyond the oldest
+//! transaction still in flight (`pg_snapshot_xmin`): everything below it has either committed
+//! or aborted, so nothing below a checkpoint can appear later.
+
+use chrono::{DateTime, Utc};
+use futures::{Stream, TryStreamExt};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
+use std::fmt;
+use tokio::sync::watch;
+
+/// Where a reader stands in the feed: the last event it handled.
+///
+/// Never compare positions alone: a later transaction can hold a lower `global_position`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Checkpoint {
+    /// `events.transaction_id` (an `xid8`, carried as `bigint`).
+    pub transaction_id: i64,
+    /// `events.global_position`.
+    pub global_position: i64,
+}
+
+impl Checkpoint {
+    /// Before the first event.
+    pub const START: Self = Self {
+        transaction_id: 0,
+        global_position: 0,
+    };
+}
+
+impl fmt::Display for Checkpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.global_position, self.transaction_id)
+    }
+}
+
+/// One stored event as readers see it. The payload stays JSON text until a reader that cares
+/// about it decodes it into its aggregate's event type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedEvent {
+    /// Its place in the feed.
+    pub checkpoint: Checkpoint,
+    /// The aggregate's `TYPE` (`order`, `stock_item`, …).
+    pub aggregate_type: String,
+    /// The aggregate's id.
+    pub aggregate_id: String,
+    /// The aggregate's sequence number of this event (1-based).
+    pub sequence: i64,
+    /// The event's variant name.
+    pub event_type: String,
+    /// The serialized domain event.
+    pub payload: String,
+    /// The serialized command metadata (correlation, causation, actor, request).
+    pub metadata: String,
+    /// When the appending transaction started.
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl FeedEvent {
+    /// The event's global position (what command responses report).
+    pub fn position(&self) -> i64 {
+        self.checkpoint.global_position
+    }
+
+    fn from_row(row: &PgRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            checkpoint: Checkpoint {
+                transaction_id: row.try_get(0)?,
+                global_position: row.try_get(1)?,
+            },
+            aggregate_type: row.try_get(2)?,
+            aggregate_id: row.try_get(3)?,
+            sequence: row.try_get(4)?,
+            event_type: row.try_get(5)?,
+            payload: row.try_get(6)?,
+            metadata: row.try_get(7)?,
+            recorded_at: row.try_get(8)?,
+        })
+    }
+}
+
+/// Columns of [`FeedEvent`], in `from_row` order. sqlx 0.8 has no `xid8`, hence the casts.
+/// A macro so that constant queries can `concat!` it.
+macro_rules! columns {
+    () => {
+        "transaction_id::text::bigint, global_position, aggregate_type, aggregate_id, sequence, \
+         event_type, payload::text, metadata::text, recorded_at"
+    };
+}
+const COLUMNS: &str = columns!();
+
+/// The rebuild's bulk read: everything below the bound, in feed order.
+const STREAM_ALL: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM events WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+       AND (cardinality($1::text[]) = 0 OR aggregate_type = ANY($1)) \
+     ORDER BY transaction_id, global_position"
+);
+
+/// The next events after `after`, up to the oldest transaction in flight.
+///
+/// `aggregate_types` filters the feed (empty = every type); a filtered reader still advances
+/// past what it skipped once it handles a later event, and a skipped event is never one it
+/// needs.
+///
+/// # Errors
+/// Any database error.
+pub async fn read_after(
+    conn: &mut PgConnection,
+    after: Checkpoint,
+    aggregate_types: &[String],
+    limit: i64,
+) -> Result<Vec<FeedEvent>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM events \
+         WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
+           AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+           AND (cardinality($3::text[]) = 0 OR aggregate_type = ANY($3)) \
+         ORDER BY transaction_id, global_position \
+         LIMIT $4"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(after.transaction_id.to_string())
+        .bind(after.global_position)
+        .bind(aggregate_types)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter().map(FeedEvent::from_row).collect()
+}
+
+/// Events after `after` up to and including `upto`, which must be at or below the feed's
+/// bound (e.g. a [`head`] read earlier): a rebuild's last catch-up, which must stop exactly
+/// where the checkpoint it hands over says.
+///
+/// # Errors
+/// Any database error.
+pub async fn read_range(
+    conn: &mut PgConnection,
+    after: Checkpoint,
+    upto: Checkpoint,
+    aggregate_types: &[String],
+    limit: i64,
+) -> Result<Vec<FeedEvent>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM events \
+         WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
+           AND (transaction_id, global_position) <= ($3::text::xid8, $4) \
+           AND (cardinality($5::text[]) = 0 OR aggregate_type = ANY($5)) \
+         ORDER BY transaction_id, global_position \
+         LIMIT $6"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(after.transaction_id.to_string())
+        .bind(after.global_position)
+        .bind(upto.transaction_id.to_string())
+        .bind(upto.global_position)
+        .bind(aggregate_types)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter().map(FeedEvent::from_row).collect()
+}
+
+/// The last event the feed may hand out now (of any type), if any.
+///
+/// # Errors
+/// Any database error.
+pub async fn head(conn: &mut PgConnection) -> Result<Option<Checkpoint>, sqlx::Error> {
+    let row: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT transaction_id::text::bigint, global_position FROM events \
+         WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+         ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.map(|(transaction_id, global_position)| Checkpoint {
+        transaction_id,
+        global_position,
+    }))
+}
+
+/// Every event below the feed's bound as of now, in feed order, as one stream: a rebuild's
+/// bulk read, one query instead of one per batch.
+pub fn stream_all<'c>(
+    conn: &'c mut PgConnection,
+    aggregate_types: &'c [String],
+) -> impl Stream<Item = Result<FeedEvent, sqlx::Error>> + Send + 'c {
+    sqlx::query(STREAM_ALL)
+        .bind(aggregate_types)
+        .fetch(conn)
+        .and_then(|row| std::future::ready(FeedEvent::from_row(&row)))
+}
+
+/// The events at `positions`, in feed order (for re-handling dead letters).
+///
+/// # Errors
+/// Any database error.
+pub async fn read_positions(
+    conn: &mut PgConnection,
+    positions: &[i64],
+) -> Result<Vec<FeedEvent>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM events WHERE global_position = ANY($1) \
+         ORDER BY transaction_id, global_position"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(positions)
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter().map(FeedEvent::from_row).collect()
+}
+
+/// Whether committed events after `after` exist that the feed may not hand out yet because an
+/// older transaction is still open. A reader that sees an empty batch and this `true` should
+/// look again soon: the transaction holding it back may end without any event being appended.
+///
+/// # Errors
+/// Any database error.
+pub async fn held_back(
+    conn: &mut PgConnection,
+    after: Checkpoint,
+    aggregate_types: &[String],
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM events \
+         WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot()) \
+           AND (transaction_id, global_position) > ($1::text::xid8, $2) \
+           AND (cardinality($3::text[]) = 0 OR aggregate_type = ANY($3)))",
+    )
+    .bind(after.transaction_id.to_string())
+    .bind(after.global_position)
+    .bind(aggregate_types)
+    .fetch_one(&mut *conn)
+    .await
+}
+
+/// The checkpoint of the event at `position`, if it is committed (and visible).
+///
+/// # Errors
+/// Any database error.
+pub async fn checkpoint_of(
+    conn: &mut PgConnection,
+    position: i64,
+) -> Result<Option<Checkpoint>, sqlx::Error> {
+    let row: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT transaction_id::text::bigint, global_position FROM events \
+         WHERE global_position = $1",
+    )
+    .bind(position)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.map(|(transaction_id, global_position)| Checkpoint {
+        transaction_id,
+        global_position,
+    }))
+}
+
+/// Age in seconds of the oldest transaction that holds an xid anywhere on the server: the feed
+/// of every reader stops there until it ends.
+///
+/// # Errors
+/// Any database error.
+pub async fn oldest_transaction_age(conn: &mut PgConnection) -> Result<f64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(xact_start)), 0)::float8 \
+         FROM pg_stat_activity WHERE backend_xid IS NOT NULL",
+    )
+    .fetch_one(&mut *conn)
+    .await
+}
+
+/// An in-process "events were appended" signal.
+///
+/// Commits bump it after they return; every subscription holds a receiver. A `watch` keeps
+/// the signal level-triggered: a reader busy with a batch when a commit lands still sees the
+/// change when it next waits, so no wake-up is lost, and bursts coalesce into one.
+///
+/// Two channels, so that wake-ups relayed from other processes are never relayed back out
+/// (which would ping-pong between instances forever): `local` counts this process's own
+/// appends, `wake` counts those plus the ones other processes announced.
+#[derive(Clone, Debug)]
+pub struct FeedSignal {
+    local: watch::Sender<u64>,
+    wake: watch::Sender<u64>,
+}
+
+impl Default for FeedSignal {
+    fn default() -> Self {
+        Self {
+            local: watch::Sender::new(0),
+            wake: watch::Sender::new(0),
+        }
+    }
+}
+
+impl FeedSignal {
+    /// This process appended events.
+    pub fn bump(&self) {
+        self.local.send_modify(|n| *n = n.wrapping_add(1));
+        self.bump_remote();
+    }
+
+    /// Another process announced appended events.
+    pub fn bump_remote(&self) {
+        self.wake.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver of every wake-up, local or relayed, that has seen everything so far.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.wake.subscribe()
+    }
+
+    /// A receiver of this process's own appends only.
+    pub fn subscribe_local(&self) -> watch::Receiver<u64> {
+        self.local.subscribe()
+    }
+}

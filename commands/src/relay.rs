@@ -1,0 +1,65 @@
+//! Wake-ups between processes that share one database.
+//!
+//! A `NOTIFY` inside the appending transaction would take PostgreSQL's global notify lock at
+//! every commit and serialize all writers. Instead one task per process sends a coalesced
+//! `NOTIFY` *after* its appends committed (at most one in flight, however many commits landed
+//! meanwhile), and one `LISTEN`ing task turns other processes' notices into local wake-ups.
+//! Neither is needed for correctness: subscriptions also poll.
+
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::feed::FeedSignal;
+
+/// The channel appends are announced on.
+pub const CHANNEL: &str = "reserva_events";
+
+/// Starts the announcing and the listening task; abort the handles to stop them.
+pub fn spawn(pool: PgPool, signal: FeedSignal) -> [JoinHandle<()>; 2] {
+    let instance = Uuid::new_v4().to_string();
+    let announce = tokio::spawn(announce(pool.clone(), signal.clone(), instance.clone()));
+    let listen = tokio::spawn(listen(pool, signal, instance));
+    [announce, listen]
+}
+
+async fn announce(pool: PgPool, signal: FeedSignal, instance: String) {
+    let mut appended = signal.subscribe_local();
+    while appended.changed().await.is_ok() {
+        if let Err(error) = sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(&instance)
+            .execute(&pool)
+            .await
+        {
+            tracing::debug!(%error, "could not announce appended events; others will poll");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+async fn listen(pool: PgPool, signal: FeedSignal, instance: String) {
+    loop {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::debug!(%error, "cannot LISTEN; relying on polling");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                continue;
+            }
+        };
+        if let Err(error) = listener.listen(CHANNEL).await {
+            tracing::debug!(%error, "cannot LISTEN; relying on polling");
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            continue;
+        }
+        // `recv` reconnects by itself; an error means it could not.
+        while let Ok(notice) = listener.recv().await {
+            if notice.payload() != instance {
+                signal.bump_remote();
+            }
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! Every projection the service runs, and starting them.
+
+use commands::FeedSignal;
+use commands::subscription::{Subscription, SubscriptionHandle, SubscriptionOptions};
+use sqlx::PgPool;
+
+use crate::models::bookings::Bookings;
+use crate::models::orders::Orders;
+use crate::models::payments::Payments;
+use crate::models::stock_items::StockLevels;
+use crate::read_model::{Model, Projection};
+
+static ORDERS: Model<Orders> = Model::new();
+static BOOKINGS: Model<Bookings> = Model::new();
+static STOCK_ITEMS: Model<StockLevels> = Model::new();
+static PAYMENTS: Model<Payments> = Model::new();
+
+/// All projections, in the order the CLI lists them.
+pub fn all() -> [&'static dyn Projection; 4] {
+    [&ORDERS, &BOOKINGS, &STOCK_ITEMS, &PAYMENTS]
+}
+
+/// The projection called `name`.
+pub fn find(name: &str) -> Option<&'static dyn Projection> {
+    all().into_iter().find(|p| p.name() == name)
+}
+
+/// The names of all projections.
+pub fn names() -> Vec<&'static str> {
+    all().iter().map(|p| p.name()).collect()
+}
+
+/// Starts one runner per projection (each waits in standby while another process runs it).
+pub fn start(pool: &PgPool, signal: &FeedSignal, options: &SubscriptionOptions) -> Running {
+    let handles = all()
+        .iter()
+        .map(|p| {
+            Subscription::new(
+                p.handler(p.table()),
+                pool.clone(),
+                signal.clone(),
+                options.clone(),
+            )
+            .spawn()
+        })
+        .collect();
+    Running { handles }
+}
+
+/// The projections this process runs; dropping it stops them.
+pub struct Running {
+    handles: Vec<SubscriptionHandle>,
+}
+
+impl Running {
+    /// The runner of `name`.
+    pub fn get(&self, name: &str) -> Option<&SubscriptionHandle> {
+        self.handles.iter().find(|h| h.name == name)
+    }
+
+    /// Every runner.
+    pub fn handles(&self) -> &[SubscriptionHandle] {
+        &self.handles
+    }
+}

@@ -1,0 +1,284 @@
+//! Rebuilding a read model without taking it down.
+//!
+//! The model is built from position zero into a shadow table while the live table keeps
+//! answering and its runner keeps it current. Then, in one transaction that holds the
+//! subscription's swap lock (so the live runner pauses between batches), the shadow catches up
+//! to the feed's head, takes the live table's name, and the checkpoint moves to that head.
+//! Readers block for the instant of the rename and then read the new table; none sees an
+//! empty or half-built one.
+
+use commands::Checkpoint;
+use commands::feed::{self, FeedEvent};
+use commands::subscription::{self, Handler};
+use futures::TryStreamExt;
+use sqlx::{PgConnection, PgPool};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+
+use crate::read_model::Projection;
+
+/// Events per transaction while building.
+const BATCH: usize = 5_000;
+
+/// Where a rebuild is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Creating the shadow table.
+    Preparing,
+    /// Reading the feed from zero into the shadow.
+    Building,
+    /// Applying what arrived meanwhile.
+    CatchingUp,
+    /// Swapping the shadow in.
+    Swapping,
+    /// Done; the live table is the rebuilt one.
+    Done,
+    /// Stopped by an error; the live table is untouched.
+    Failed,
+}
+
+/// A rebuild's progress, for progress bars and the admin API.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Progress {
+    /// Current phase.
+    pub phase: Phase,
+    /// Events applied to the shadow so far.
+    pub applied: u64,
+    /// Events of the model's type when the rebuild started (the bar's length).
+    pub total: u64,
+}
+
+/// What a finished rebuild did.
+#[derive(Debug, Clone, Copy)]
+pub struct Report {
+    /// Events applied.
+    pub events: u64,
+    /// Wall time from start to swap.
+    pub elapsed: Duration,
+    /// Where the live subscription continues from.
+    pub checkpoint: Checkpoint,
+}
+
+impl Report {
+    /// Throughput of the rebuild.
+    pub fn events_per_second(&self) -> f64 {
+        self.events as f64 / self.elapsed.as_secs_f64().max(f64::EPSILON)
+    }
+}
+
+/// Why a rebuild stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    /// No projection has that name.
+    #[error("no projection named {0}")]
+    Unknown(String),
+    /// Another rebuild of the same projection holds its lock.
+    #[error("a rebuild of {0} is already running")]
+    AlreadyRunning(String),
+    /// The projector could not apply an event; the live table is untouched.
+    #[error("rebuild of {name} failed at an event: {message}")]
+    Handler {
+        /// The projection.
+        name: String,
+        /// The handler's error.
+        message: String,
+    },
+    /// The database failed; the live table is untouched.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Rebuilds `projection`, reporting progress on `progress`.
+///
+/// # Errors
+/// [`RebuildError`]; on any error the shadow table is dropped and the live one is untouched.
+pub async fn rebuild(
+    pool: &PgPool,
+    projection: &dyn Projection,
+    progress: &watch::Sender<Progress>,
+) -> Result<Report, RebuildError> {
+    let name = projection.name();
+    let mut conn = subscription::dedicated_connection(pool, &format!("rebuild {name}")).await?;
+    if !subscription::try_session_lock(&mut conn, subscription::keys::REBUILD, name).await? {
+        return Err(RebuildError::AlreadyRunning(name.to_owned()));
+    }
+    let shadow = format!("{}__rebuild", projection.table());
+    let result = build_and_swap(pool, &mut conn, projection, &shadow, progress).await;
+    if result.is_err() {
+        progress.send_modify(|p| p.phase = Phase::Failed);
+        // A failure can leave a transaction open on the connection.
+        let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
+        let dropped = sqlx::query(&format!("DROP TABLE IF EXISTS {shadow}"))
+            .execute(&mut conn)
+            .await;
+        if let Err(error) = dropped {
+            tracing::warn!(%error, %shadow, "could not drop the shadow table of a failed rebuild");
+        }
+    }
+    result
+}
+
+async fn build_and_swap(
+    pool: &PgPool,
+    conn: &mut PgConnection,
+    projection: &dyn Projection,
+    shadow: &str,
+    progress: &watch::Sender<Progress>,
+) -> Result<Report, RebuildError> {
+    let started = Instant::now();
+    let name = projection.name();
+    let live = projection.table();
+    let types = vec![projection.aggregate_type().to_owned()];
+    progress.send_replace(Progress {
+        phase: Phase::Preparing,
+        applied: 0,
+        total: 0,
+    });
+    sqlx::query(&format!("DROP TABLE IF EXISTS {shadow}"))
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(&format!(
+        "CREATE TABLE {shadow} (LIKE {live} INCLUDING ALL)"
+    ))
+    .execute(&mut *conn)
+    .await?;
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = $1")
+        .bind(&types[0])
+        .fetch_one(&mut *conn)
+        .await?;
+    progress.send_replace(Progress {
+        phase: Phase::Building,
+        applied: 0,
+        total: total.max(0) as u64,
+    });
+    let handler = projection.handler(shadow);
+    let mut at = bulk_build(pool, conn, &handler, &types, progress).await?;
+
+    progress.send_modify(|p| p.phase = Phase::CatchingUp);
+    loop {
+        sqlx::query("BEGIN").execute(&mut *conn).await?;
+        let events = feed::read_after(conn, at, &types, BATCH as i64).await?;
+        at = apply(conn, &handler, &events, at, progress).await?;
+        sqlx::query("COMMIT").execute(&mut *conn).await?;
+        if events.len() < BATCH {
+            break;
+        }
+    }
+
+    progress.send_modify(|p| p.phase = Phase::Swapping);
+    sqlx::query("BEGIN").execute(&mut *conn).await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(format!("{}{name}", subscription::keys::SWAP))
+        .execute(&mut *conn)
+        .await?;
+    // The live runner is between batches now. Everything up to `head` is settled, so the
+    // shadow holds exactly the events up to it once this loop ends.
+    let head = feed::head(conn).await?.unwrap_or(Checkpoint::START).max(at);
+    loop {
+        let events = feed::read_range(conn, at, head, &types, BATCH as i64).await?;
+        at = apply(conn, &handler, &events, at, progress).await?;
+        if events.len() < BATCH {
+            break;
+        }
+    }
+    let old = format!("{live}__old");
+    sqlx::query(&format!("DROP TABLE IF EXISTS {old}"))
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(&format!("ALTER TABLE {live} RENAME TO {old}"))
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(&format!("ALTER TABLE {shadow} RENAME TO {live}"))
+        .execute(&mut *conn)
+        .await?;
+    subscription::ensure_row(conn, name).await?;
+    subscription::store_checkpoint(conn, name, head).await?;
+    commands::dead_letters::supersede(conn, name).await?;
+    sqlx::query("COMMIT").execute(&mut *conn).await?;
+    sqlx::query(&format!("DROP TABLE {old}"))
+        .execute(&mut *conn)
+        .await?;
+    let applied = progress.borrow().applied;
+    progress.send_modify(|p| p.phase = Phase::Done);
+    Ok(Report {
+        events: applied,
+        elapsed: started.elapsed(),
+        checkpoint: head,
+    })
+}
+
+/// Streams every settled event of the model's type on a second connection while this one
+/// applies them in batches, so reading and writing overlap.
+async fn bulk_build(
+    pool: &PgPool,
+    conn: &mut PgConnection,
+    handler: &Arc<dyn Handler>,
+    types: &[String],
+    progress: &watch::Sender<Progress>,
+) -> Result<Checkpoint, RebuildError> {
+    let mut reader =
+        subscription::dedicated_connection(pool, &format!("rebuild {} reader", handler.name()))
+            .await?;
+    let (sender, mut batches) = mpsc::channel::<Result<Vec<FeedEvent>, sqlx::Error>>(4);
+    let types_owned = types.to_vec();
+    let read = tokio::spawn(async move {
+        let mut stream = feed::stream_all(&mut reader, &types_owned);
+        let mut batch = Vec::with_capacity(BATCH);
+        loop {
+            match stream.try_next().await {
+                Ok(Some(event)) => {
+                    batch.push(event);
+                    if batch.len() == BATCH {
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                        if sender.send(Ok(full)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Ok(None) => {
+                    if !batch.is_empty() {
+                        let _ = sender.send(Ok(batch)).await;
+                    }
+                    return;
+                }
+                Err(error) => {
+                    let _ = sender.send(Err(error)).await;
+                    return;
+                }
+            }
+        }
+    });
+    let mut at = Checkpoint::START;
+    while let Some(batch) = batches.recv().await {
+        let batch = batch?;
+        sqlx::query("BEGIN").execute(&mut *conn).await?;
+        at = apply(conn, handler, &batch, at, progress).await?;
+        sqlx::query("COMMIT").execute(&mut *conn).await?;
+    }
+    read.abort();
+    Ok(at)
+}
+
+/// Applies one batch to the shadow (inside the caller's transaction).
+async fn apply(
+    conn: &mut PgConnection,
+    handler: &Arc<dyn Handler>,
+    events: &[FeedEvent],
+    at: Checkpoint,
+    progress: &watch::Sender<Progress>,
+) -> Result<Checkpoint, RebuildError> {
+    let Some(last) = events.last() else {
+        return Ok(at);
+    };
+    handler
+        .handle(conn, events)
+        .await
+        .map_err(|e| RebuildError::Handler {
+            name: handler.name().to_owned(),
+            message: e.to_string(),
+        })?;
+    progress.send_modify(|p| p.applied += events.len() as u64);
+    Ok(last.checkpoint)
+}

@@ -1,0 +1,87 @@
+//! Read-your-writes: wait until a projection has handled a given position.
+
+use commands::Checkpoint;
+use commands::feed;
+use commands::subscription;
+use sqlx::PgPool;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// How often the stored checkpoint is read when no local runner reports progress (the
+/// projection may run in another process).
+const POLL: Duration = Duration::from_millis(25);
+
+/// Why waiting stopped without success.
+#[derive(Debug, thiserror::Error)]
+pub enum WaitError {
+    /// The projection did not reach the position in time (or no such event exists).
+    #[error("projection {name} has not reached position {position} within {waited:?}")]
+    TimedOut {
+        /// The projection.
+        name: String,
+        /// The position asked for.
+        position: i64,
+        /// How long it waited.
+        waited: Duration,
+    },
+    /// The database failed.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Waits until projection `name` has handled the event at `position`, for at most `timeout`.
+///
+/// `local` is this process's runner's progress, when it runs here: it wakes the waiter the
+/// moment a batch commits. Either way the stored checkpoint decides.
+///
+/// # Errors
+/// [`WaitError::TimedOut`], or a database error.
+pub async fn until_reached(
+    pool: &PgPool,
+    local: Option<watch::Receiver<Checkpoint>>,
+    name: &str,
+    position: i64,
+    timeout: Duration,
+) -> Result<(), WaitError> {
+    let deadline = Instant::now() + timeout;
+    let timed_out = || WaitError::TimedOut {
+        name: name.to_owned(),
+        position,
+        waited: timeout,
+    };
+    // The event's place in the feed: a checkpoint compares as a pair, never by position alone.
+    let target = loop {
+        if let Some(target) = feed::checkpoint_of(&mut *pool.acquire().await?, position).await? {
+            break target;
+        }
+        if Instant::now() + POLL > deadline {
+            return Err(timed_out());
+        }
+        tokio::time::sleep(POLL).await;
+    };
+    let mut local = local;
+    loop {
+        // A local runner that has started reports every commit; otherwise (standby, or no
+        // runner here) the stored checkpoint is the only witness.
+        let local_at = local.as_ref().map(|rx| *rx.borrow());
+        let reached = match local_at {
+            Some(at) if at != Checkpoint::START => at >= target,
+            _ => subscription::stored_checkpoint(&mut *pool.acquire().await?, name).await? >= target,
+        };
+        if reached {
+            return Ok(());
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(timed_out());
+        }
+        let nap = POLL.min(deadline - now);
+        match local.as_mut() {
+            Some(rx) => {
+                let _ = tokio::time::timeout(nap, rx.changed()).await;
+            }
+            None => tokio::time::sleep(nap).await,
+        }
+    }
+}
