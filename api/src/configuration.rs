@@ -21,6 +21,9 @@ pub struct Settings {
     pub db_max_connections: u32,
     /// `RESERVA_DATA_DIR` (default `.reserva`): where the private cluster lives.
     pub data_dir: PathBuf,
+    /// `RESERVA_READ__WAIT_MS` (default `5000`): the longest a query with `min_position`
+    /// waits for its projection before answering 503.
+    pub read_wait: Duration,
 }
 
 /// A variable that is set but unusable.
@@ -55,6 +58,7 @@ impl Settings {
             http_workers: var("RESERVA_HTTP__WORKERS", cores)?,
             db_max_connections: var("RESERVA_DB__MAX_CONNECTIONS", 32)?,
             data_dir: var("RESERVA_DATA_DIR", PathBuf::from(".reserva"))?,
+            read_wait: Duration::from_millis(var("RESERVA_READ__WAIT_MS", 5000)?),
         })
     }
 }
@@ -62,13 +66,15 @@ impl Settings {
 /// Opens the service's pool.
 ///
 /// Every connection gets `idle_in_transaction_session_timeout`: the ordered feed cannot pass
-/// an open transaction, so one of ours left idle must not be able to stall every reader.
+/// an open transaction, so one of ours left idle must not be able to stall every reader for
+/// long. The service never idles inside a transaction on purpose (retries back off outside
+/// them), so 15 s only ever ends a stuck one.
 ///
 /// # Errors
 /// The URL does not parse or the server cannot be reached.
 pub async fn connect_pool(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
     let options =
-        PgConnectOptions::from_str(url)?.options([("idle_in_transaction_session_timeout", "60s")]);
+        PgConnectOptions::from_str(url)?.options([("idle_in_transaction_session_timeout", "15s")]);
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))

@@ -6,7 +6,9 @@
 //! - [`routes`]: handlers; [`extract`] and [`validation`]: the edge; [`problem`]: the single
 //!   mapping from failures to `application/problem+json`; [`correlation`]: correlation ids.
 //! - [`postgres`]: the private PostgreSQL cluster used when no `DATABASE_URL` is set.
-//! - [`telemetry`]: structured logs.
+//! - [`telemetry`]: structured logs; [`metrics`]: the Prometheus recorder.
+//! - [`operate`]: the operator subcommands (rebuild, projections, dead letters);
+//!   [`rebuilds`]: rebuilds started over HTTP.
 //!
 //! # Rules this crate keeps
 //! The only crate that knows HTTP; everything below it is reached through `commands`.
@@ -17,8 +19,11 @@ pub mod configuration;
 pub mod correlation;
 pub mod database;
 pub mod extract;
+pub mod metrics;
+pub mod operate;
 pub mod postgres;
 pub mod problem;
+pub mod rebuilds;
 pub mod routes;
 pub mod startup;
 pub mod state;

@@ -1,11 +1,12 @@
 //! `reserva`: parse the command line, start telemetry, dispatch.
 
 use anyhow::Context;
-use api::cli::{Cli, Command};
+use api::cli::{Cli, Command, DeadLetters};
 use api::configuration::Settings;
 use api::startup::Application;
-use api::{database, telemetry};
+use api::{database, operate, telemetry};
 use clap::Parser;
+use commands::dead_letters::Action;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -16,6 +17,28 @@ async fn main() -> anyhow::Result<()> {
     let result = match cli.command {
         Command::Serve => serve(&settings, &db).await,
         Command::Migrate { revert_all } => migrate(&db, revert_all).await,
+        Command::Rebuild { name, all } => {
+            migrated(&db).await?;
+            operate::rebuild(&db.pool, name.as_deref(), all).await
+        }
+        Command::Projections => {
+            migrated(&db).await?;
+            operate::projections(&db.pool).await
+        }
+        Command::DeadLetters(command) => {
+            migrated(&db).await?;
+            match command {
+                DeadLetters::List { subscription, all } => {
+                    operate::list_dead_letters(&db.pool, subscription.as_deref(), all).await
+                }
+                DeadLetters::Retry { id } => {
+                    operate::request_dead_letter(&db.pool, id, Action::Retry).await
+                }
+                DeadLetters::Skip { id } => {
+                    operate::request_dead_letter(&db.pool, id, Action::Skip).await
+                }
+            }
+        }
     };
     db.pool.close().await;
     if let Some(cluster) = &db.cluster {
@@ -25,6 +48,14 @@ async fn main() -> anyhow::Result<()> {
             .context("stopping the private cluster")?;
     }
     result
+}
+
+/// Operator commands may run before the first `serve`: bring the schema up first.
+async fn migrated(db: &database::Database) -> anyhow::Result<()> {
+    commands::MIGRATOR
+        .run(&db.pool)
+        .await
+        .context("running migrations")
 }
 
 async fn serve(settings: &Settings, db: &database::Database) -> anyhow::Result<()> {

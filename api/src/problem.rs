@@ -5,6 +5,9 @@ use actix_web::http::header;
 use actix_web::{HttpResponse, ResponseError};
 use commands::CommandError;
 use domain::{DomainError, RejectionKind};
+use projections::queries::QueryError;
+use projections::rebuild::RebuildError;
+use projections::wait::WaitError;
 use serde::Serialize;
 use std::fmt;
 
@@ -225,6 +228,62 @@ impl<E: DomainError> From<CommandError<E>> for ApiError {
                     "an unexpected error occurred",
                 )
             },
+        }
+    }
+}
+
+impl ApiError {
+    /// 409 with a specific code (a state conflict outside any aggregate, e.g. a running rebuild).
+    pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, detail)
+    }
+
+    /// 503 with a specific code: the answer exists but not yet; the client may retry.
+    pub fn not_yet(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, code, detail)
+    }
+}
+
+/// Database failures outside a command: a lost connection is the client's to retry, anything
+/// else is ours.
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        match error {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => Self::unavailable(error),
+            _ => Self::internal(error),
+        }
+    }
+}
+
+impl From<QueryError> for ApiError {
+    fn from(error: QueryError) -> Self {
+        match error {
+            QueryError::Database(error) => error.into(),
+            QueryError::Corrupt(..) => Self::internal(error),
+        }
+    }
+}
+
+impl From<WaitError> for ApiError {
+    fn from(error: WaitError) -> Self {
+        match error {
+            WaitError::TimedOut { .. } => Self::not_yet("projection_behind", error.to_string()),
+            WaitError::Database(error) => error.into(),
+        }
+    }
+}
+
+impl From<RebuildError> for ApiError {
+    fn from(error: RebuildError) -> Self {
+        match error {
+            RebuildError::Unknown(_) => Self::not_found("projection_not_found", error.to_string()),
+            RebuildError::AlreadyRunning(_) => Self::conflict("rebuild_running", error.to_string()),
+            RebuildError::Handler { .. } => Self::internal(error),
+            RebuildError::Database(error) => error.into(),
         }
     }
 }

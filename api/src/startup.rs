@@ -4,18 +4,24 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use commands::CommandBus;
+use commands::relay;
+use commands::subscription::SubscriptionOptions;
+use projections::{catalog, status};
 use sqlx::PgPool;
 use std::net::TcpListener;
+use std::time::Duration;
 use tracing_actix_web::TracingLogger;
 
 use crate::configuration::Settings;
-use crate::state::AppState;
-use crate::{correlation, routes};
+use crate::rebuilds::Rebuilds;
+use crate::state::{AppState, Background};
+use crate::{correlation, metrics, routes};
 
 /// A bound, not yet running, HTTP server.
 pub struct Application {
     port: u16,
     server: Server,
+    bus: CommandBus,
 }
 
 impl Application {
@@ -26,9 +32,24 @@ impl Application {
     pub fn build(settings: &Settings, pool: PgPool) -> std::io::Result<Self> {
         let listener = TcpListener::bind((settings.http_host.as_str(), settings.http_port))?;
         let port = listener.local_addr()?.port();
+        let bus = CommandBus::new(pool.clone());
+        let signal = bus.feed_signal().clone();
+        let projections = catalog::start(&pool, &signal, &SubscriptionOptions::default());
+        let mut background = Background::default();
+        background.0.extend(relay::spawn(pool.clone(), signal));
+        background
+            .0
+            .push(status::spawn_sampler(pool.clone(), Duration::from_secs(5)));
         let state = web::Data::new(AppState {
-            bus: CommandBus::new(pool),
+            bus,
+            pool,
+            projections,
+            rebuilds: Rebuilds::default(),
+            read_wait: settings.read_wait,
+            metrics: metrics::handle(),
+            background,
         });
+        let bus = state.bus.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(correlation::middleware))
@@ -40,10 +61,22 @@ impl Application {
         .workers(settings.http_workers.max(1))
         .listen(listener)?
         .run();
-        Ok(Self { port, server })
+        Ok(Self { port, server, bus })
     }
 
     /// The bound port.
+    /// The server's command bus: commands sent through it wake the server's projections at
+    /// once (tests use it to write around HTTP).
+    pub fn bus(&self) -> &CommandBus {
+        &self.bus
+    }
+
+    /// Stops the server from another task.
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    /// The port actually bound (useful with port 0).
     pub fn port(&self) -> u16 {
         self.port
     }

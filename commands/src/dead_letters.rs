@@ -188,7 +188,12 @@ pub(crate) async fn queue_behind(
     .bind(subscription)
     .bind(column(|e| e.aggregate_type.clone()))
     .bind(column(|e| e.aggregate_id.clone()))
-    .bind(events.iter().map(|e| e.checkpoint.transaction_id).collect::<Vec<_>>())
+    .bind(
+        events
+            .iter()
+            .map(|e| e.checkpoint.transaction_id)
+            .collect::<Vec<_>>(),
+    )
     .bind(events.iter().map(FeedEvent::position).collect::<Vec<_>>())
     .bind(column(|e| e.event_type.clone()))
     .execute(&mut *conn)
@@ -350,4 +355,25 @@ async fn set_status(
     .execute(&mut *conn)
     .await
     .map(drop)
+}
+
+/// Carries out pending requests here and now when no runner holds the subscription (the
+/// service is not running); returns `false`, doing nothing, when one does — it will.
+///
+/// # Errors
+/// Any database error.
+pub async fn serve_if_unattended(
+    pool: &PgPool,
+    handler: &dyn Handler,
+    options: &SubscriptionOptions,
+) -> Result<bool, sqlx::Error> {
+    let name = handler.name();
+    let mut conn =
+        subscription::dedicated_connection(pool, &format!("dead letters {name}")).await?;
+    if !subscription::try_session_lock(&mut conn, subscription::keys::RUN, name).await? {
+        return Ok(false);
+    }
+    let mut parked = open_aggregates(&mut conn, name).await?;
+    serve_requests(&mut conn, handler, &mut parked, options).await?;
+    Ok(true)
 }

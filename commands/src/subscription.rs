@@ -42,8 +42,11 @@ pub trait Handler: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`HandlerError`]; the runner rolls the whole transaction back.
-    async fn handle(&self, conn: &mut PgConnection, events: &[FeedEvent])
-    -> Result<(), HandlerError>;
+    async fn handle(
+        &self,
+        conn: &mut PgConnection,
+        events: &[FeedEvent],
+    ) -> Result<(), HandlerError>;
 }
 
 /// Why a handler failed.
@@ -155,12 +158,11 @@ pub async fn stored_checkpoint(
     conn: &mut PgConnection,
     name: &str,
 ) -> Result<Checkpoint, sqlx::Error> {
-    let row: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT transaction_id, global_position FROM subscriptions WHERE name = $1",
-    )
-    .bind(name)
-    .fetch_optional(&mut *conn)
-    .await?;
+    let row: Option<(i64, i64)> =
+        sqlx::query_as("SELECT transaction_id, global_position FROM subscriptions WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut *conn)
+            .await?;
     Ok(row.map_or(Checkpoint::START, |(t, g)| Checkpoint {
         transaction_id: t,
         global_position: g,
@@ -355,7 +357,11 @@ impl Subscription {
         }
     }
 
-    async fn step(&self, conn: &mut PgConnection, state: &mut RunState) -> Result<Step, sqlx::Error> {
+    async fn step(
+        &self,
+        conn: &mut PgConnection,
+        state: &mut RunState,
+    ) -> Result<Step, sqlx::Error> {
         let name = self.handler.name();
         let checkpoint = begin_handling(conn, name).await?;
         if checkpoint != state.known {

@@ -125,7 +125,11 @@ impl<M: ReadModel> Projector<M> {
     }
 
     /// Folds `events` into the rows they touch and writes those rows back.
-    async fn apply(&self, conn: &mut PgConnection, events: &[FeedEvent]) -> Result<(), HandlerError> {
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        events: &[FeedEvent],
+    ) -> Result<(), HandlerError> {
         let mut keys: Vec<String> = events.iter().map(|e| e.aggregate_id.clone()).collect();
         keys.sort_unstable();
         keys.dedup();
@@ -155,7 +159,11 @@ impl<M: ReadModel> Projector<M> {
             };
             let row = rows.remove(&event.aggregate_id).flatten();
             let next = M::apply(row, &event.aggregate_id, decoded, applied).map_err(|e| {
-                HandlerError::Rejected(format!("event {} ({}): {e}", event.position(), event.event_type))
+                HandlerError::Rejected(format!(
+                    "event {} ({}): {e}",
+                    event.position(),
+                    event.event_type
+                ))
             })?;
             rows.insert(event.aggregate_id.clone(), next);
         }
@@ -165,8 +173,9 @@ impl<M: ReadModel> Projector<M> {
             .execute(&mut *conn)
             .await?;
         if !live.is_empty() {
-            let json = serde_json::to_string(&live)
-                .map_err(|e| HandlerError::Rejected(format!("{} rows do not encode: {e}", M::NAME)))?;
+            let json = serde_json::to_string(&live).map_err(|e| {
+                HandlerError::Rejected(format!("{} rows do not encode: {e}", M::NAME))
+            })?;
             sqlx::query(&self.insert)
                 .bind(json)
                 .execute(&mut *conn)

@@ -67,7 +67,9 @@ pub async fn until_reached(
         let local_at = local.as_ref().map(|rx| *rx.borrow());
         let reached = match local_at {
             Some(at) if at != Checkpoint::START => at >= target,
-            _ => subscription::stored_checkpoint(&mut *pool.acquire().await?, name).await? >= target,
+            _ => {
+                subscription::stored_checkpoint(&mut *pool.acquire().await?, name).await? >= target
+            }
         };
         if reached {
             return Ok(());

@@ -82,11 +82,22 @@ pub struct TestApp {
     pub address: String,
     /// The test database (migrated).
     pub pool: PgPool,
-    /// A command bus on the same database, for driving the write side directly.
+    /// The server's own command bus, for driving the write side directly (its commits wake
+    /// the server's projections at once).
     pub bus: CommandBus,
     /// HTTP client.
     pub client: reqwest::Client,
+    server: actix_web::dev::ServerHandle,
     _database: TestDatabase,
+}
+
+impl Drop for TestApp {
+    /// Stops the server, and with it the projections and background tasks it runs, before
+    /// the database goes away.
+    fn drop(&mut self) {
+        let server = self.server.clone();
+        tokio::spawn(async move { server.stop(false).await });
+    }
 }
 
 /// Starts the service on a fresh, migrated database.
@@ -102,15 +113,19 @@ pub async fn spawn_app() -> TestApp {
         http_workers: 1,
         db_max_connections: 16,
         data_dir: ".reserva".into(),
+        read_wait: std::time::Duration::from_secs(10),
     };
     let app = Application::build(&settings, pool.clone()).expect("build the app");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let bus = app.bus().clone();
+    let server = app.handle();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
-        bus: CommandBus::new(pool.clone()),
+        bus,
         pool,
         client: reqwest::Client::new(),
+        server,
         _database: database,
     }
 }
@@ -170,6 +185,22 @@ impl TestApp {
             .send()
             .await
             .expect("request")
+    }
+
+    /// `GET path` once the read models have handled `position` (read-your-writes).
+    pub async fn get_at(&self, path: &str, position: i64) -> reqwest::Response {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        self.get(&format!("{path}{sep}min_position={position}"))
+            .await
+    }
+
+    /// The highest global position in the store (0 when empty): reads made with it as
+    /// `min_position` see every write so far.
+    pub async fn head(&self) -> i64 {
+        sqlx::query_scalar("SELECT COALESCE(max(global_position), 0) FROM events")
+            .fetch_one(&self.pool)
+            .await
+            .expect("head")
     }
 
     /// Registers a product priced 1500 MXN; panics unless accepted.

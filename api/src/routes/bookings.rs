@@ -3,9 +3,12 @@
 use actix_web::{HttpResponse, web};
 use domain::booking::{Booking, BookingCommand};
 use domain::stock_item::{StockItem, StockKind};
-use domain::{BookingId, CustomerId, Money};
-use serde::{Deserialize, Serialize};
+use domain::{BookingId, CustomerId};
+use serde::Deserialize;
 
+use projections::queries;
+
+use super::params::{ReadParams, wait_for};
 use super::{accepted_command, path_uuid};
 use crate::extract::{RequestContext, ValidJson};
 use crate::problem::{ApiError, FieldError};
@@ -19,19 +22,6 @@ pub struct PlaceBooking {
     customer_id: String,
     slot_sku: String,
     guests: i64,
-}
-
-/// `GET /api/v1/bookings/{id}`.
-#[derive(Debug, Serialize)]
-pub struct BookingView {
-    id: BookingId,
-    customer_id: Option<CustomerId>,
-    slot_sku: Option<String>,
-    guests: u32,
-    status: &'static str,
-    total: Option<Money>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    failure_reason: Option<String>,
 }
 
 /// Records a booking in `PENDING_PAYMENT`.
@@ -83,26 +73,51 @@ pub async fn place_booking(
     ))
 }
 
-/// Reads one booking (from its aggregate until the bookings read model exists).
+/// Filters of `GET /api/v1/bookings`.
+#[derive(Debug, Deserialize)]
+pub struct BookingListParams {
+    customer: Option<String>,
+    slot: Option<String>,
+    #[serde(flatten)]
+    read: ReadParams,
+}
+
+/// Reads one booking from the bookings read model (and its payment from the payments one).
 pub async fn get_booking(
     state: web::Data<AppState>,
     path: web::Path<String>,
+    params: web::Query<ReadParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = BookingId(path_uuid(&path)?);
-    let booking = state.bus.load::<Booking>(&id.to_string()).await?;
-    let Some(status) = booking.status() else {
-        return Err(ApiError::not_found(
+    let id = path_uuid(&path)?;
+    let mut v = Validator::default();
+    let min_position = params.min_position(&mut v);
+    v.finish()?;
+    wait_for(&state, &["bookings", "payments"], min_position).await?;
+    match queries::booking(&state.pool, id).await? {
+        Some(booking) => Ok(HttpResponse::Ok().json(booking)),
+        None => Err(ApiError::not_found(
             "booking_not_found",
             format!("no booking {id}"),
-        ));
-    };
-    Ok(HttpResponse::Ok().json(BookingView {
-        id,
-        customer_id: booking.customer_id(),
-        slot_sku: booking.slot_sku().map(ToString::to_string),
-        guests: booking.guests(),
-        status: status.as_str(),
-        total: booking.total(),
-        failure_reason: booking.failure_reason().map(str::to_owned),
-    }))
+        )),
+    }
+}
+
+/// Lists bookings by customer and slot, newest first.
+pub async fn list_bookings(
+    state: web::Data<AppState>,
+    params: web::Query<BookingListParams>,
+) -> Result<HttpResponse, ApiError> {
+    let mut v = Validator::default();
+    let customer = params
+        .customer
+        .as_deref()
+        .and_then(|c| v.uuid("customer", c));
+    let slot = params.slot.as_deref().and_then(|s| v.sku("slot", s));
+    let min_position = params.read.min_position(&mut v);
+    let page = params.read.page(&mut v);
+    v.finish()?;
+    wait_for(&state, &["bookings", "payments"], min_position).await?;
+    let slot = slot.map(|s| s.to_string());
+    let page = queries::bookings(&state.pool, customer, slot.as_deref(), page).await?;
+    Ok(HttpResponse::Ok().json(page))
 }

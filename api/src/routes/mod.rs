@@ -1,8 +1,11 @@
 //! The HTTP surface: `/api/v1` commands and queries, health probes.
 
+pub mod admin;
 pub mod bookings;
 pub mod health;
 pub mod orders;
+pub mod params;
+pub mod payments;
 pub mod stock_items;
 
 use actix_web::http::header;
@@ -15,16 +18,41 @@ use crate::problem::{ApiError, FieldError};
 
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
+    cfg.app_data(web::QueryConfig::default().error_handler(|error, _| {
+        ApiError::bad_request("malformed_query", error.to_string()).into()
+    }))
+    .service(
         web::scope("/api/v1")
-            .service(resource("/stock-items").post(stock_items::register_stock_item))
+            .service(
+                resource("/stock-items")
+                    .post(stock_items::register_stock_item)
+                    .get(stock_items::list_stock_items),
+            )
             .service(resource("/stock-items/{sku}").get(stock_items::get_stock_item))
             .service(resource("/stock-items/{sku}/restock").post(stock_items::restock))
-            .service(resource("/orders").post(orders::place_order))
+            .service(
+                resource("/orders")
+                    .post(orders::place_order)
+                    .get(orders::list_orders),
+            )
             .service(resource("/orders/{id}").get(orders::get_order))
-            .service(resource("/bookings").post(bookings::place_booking))
-            .service(resource("/bookings/{id}").get(bookings::get_booking)),
+            .service(
+                resource("/bookings")
+                    .post(bookings::place_booking)
+                    .get(bookings::list_bookings),
+            )
+            .service(resource("/bookings/{id}").get(bookings::get_booking))
+            .service(resource("/payments/{id}").get(payments::get_payment)),
     )
+    .service(
+        web::scope("/admin")
+            .service(resource("/projections").get(admin::list_projections))
+            .service(resource("/projections/{name}/rebuild").post(admin::rebuild_projection))
+            .service(resource("/dead-letters").get(admin::list_dead_letters))
+            .service(resource("/dead-letters/{id}/retry").post(admin::retry_dead_letter))
+            .service(resource("/dead-letters/{id}/skip").post(admin::skip_dead_letter)),
+    )
+    .service(resource("/metrics").get(admin::metrics))
     .service(web::resource("/health/live").get(health::live))
     .service(web::resource("/health/ready").get(health::ready));
 }

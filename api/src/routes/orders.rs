@@ -3,9 +3,12 @@
 use actix_web::{HttpResponse, web};
 use domain::order::{Order, OrderCommand, OrderItem};
 use domain::stock_item::StockItem;
-use domain::{CustomerId, Money, OrderId, Quantity, Sku};
-use serde::{Deserialize, Serialize};
+use domain::{CustomerId, OrderId, Quantity, Sku};
+use serde::Deserialize;
 
+use projections::queries;
+
+use super::params::{ReadParams, wait_for};
 use super::{accepted_command, path_uuid};
 use crate::extract::{RequestContext, ValidJson};
 use crate::problem::{ApiError, FieldError};
@@ -61,18 +64,6 @@ impl PlaceOrder {
 }
 
 /// `GET /api/v1/orders/{id}`.
-#[derive(Debug, Serialize)]
-pub struct OrderView {
-    id: OrderId,
-    customer_id: Option<CustomerId>,
-    status: &'static str,
-    items: Vec<OrderItem>,
-    total: Option<Money>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    failure_reason: Option<String>,
-}
-
-/// Prices each line from its StockItem; unknown SKUs are field errors.
 async fn price_items(
     state: &AppState,
     lines: Vec<(Sku, Quantity)>,
@@ -127,25 +118,68 @@ pub async fn place_order(
     ))
 }
 
-/// Reads one order (from its aggregate until the orders read model exists).
+/// Filters of `GET /api/v1/orders`.
+#[derive(Debug, Deserialize)]
+pub struct OrderListParams {
+    customer: Option<String>,
+    status: Option<String>,
+    #[serde(flatten)]
+    read: ReadParams,
+}
+
+/// Order statuses a list can filter on.
+const STATUSES: [&str; 9] = [
+    "STARTED",
+    "STOCK_RESERVED",
+    "PAYMENT_PENDING",
+    "COMPLETED",
+    "STOCK_FAILED",
+    "PAYMENT_FAILED",
+    "CANCELLED",
+    "EXPIRED",
+    "REFUNDED",
+];
+
+/// Reads one order from the orders read model (and its payment from the payments one).
 pub async fn get_order(
     state: web::Data<AppState>,
     path: web::Path<String>,
+    params: web::Query<ReadParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = OrderId(path_uuid(&path)?);
-    let order = state.bus.load::<Order>(&id.to_string()).await?;
-    let Some(status) = order.status() else {
-        return Err(ApiError::not_found(
+    let id = path_uuid(&path)?;
+    let mut v = Validator::default();
+    let min_position = params.min_position(&mut v);
+    v.finish()?;
+    wait_for(&state, &["orders", "payments"], min_position).await?;
+    match queries::order(&state.pool, id).await? {
+        Some(order) => Ok(HttpResponse::Ok().json(order)),
+        None => Err(ApiError::not_found(
             "order_not_found",
             format!("no order {id}"),
-        ));
-    };
-    Ok(HttpResponse::Ok().json(OrderView {
-        id,
-        customer_id: order.customer_id(),
-        status: status.as_str(),
-        items: order.items().to_vec(),
-        total: order.total(),
-        failure_reason: order.failure_reason().map(str::to_owned),
-    }))
+        )),
+    }
+}
+
+/// Lists orders by customer and status, newest first.
+pub async fn list_orders(
+    state: web::Data<AppState>,
+    params: web::Query<OrderListParams>,
+) -> Result<HttpResponse, ApiError> {
+    let mut v = Validator::default();
+    let customer = params
+        .customer
+        .as_deref()
+        .and_then(|c| v.uuid("customer", c));
+    let status = params.status.as_deref().map(str::to_ascii_uppercase);
+    if let Some(status) = &status
+        && !STATUSES.contains(&status.as_str())
+    {
+        v.error("status", format!("must be one of {}", STATUSES.join(", ")));
+    }
+    let min_position = params.read.min_position(&mut v);
+    let page = params.read.page(&mut v);
+    v.finish()?;
+    wait_for(&state, &["orders", "payments"], min_position).await?;
+    let page = queries::orders(&state.pool, customer, status.as_deref(), page).await?;
+    Ok(HttpResponse::Ok().json(page))
 }

@@ -2,10 +2,13 @@
 
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
+use domain::Sku;
 use domain::stock_item::{StockItem, StockItemCommand, StockKind};
-use domain::{Money, Sku};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
+use projections::queries::{self, StockFilter};
+
+use super::params::{ReadParams, boolean, wait_for};
 use super::{accepted_command, path_sku};
 use crate::extract::{RequestContext, ValidJson};
 use crate::problem::ApiError;
@@ -81,44 +84,6 @@ pub struct Restock {
     quantity: i64,
 }
 
-/// `GET /api/v1/stock-items/{sku}`.
-#[derive(Debug, Serialize)]
-pub struct StockItemView {
-    sku: String,
-    name: String,
-    kind: &'static str,
-    on_hand: u32,
-    reserved: u32,
-    available: u32,
-    low_stock: bool,
-    low_stock_threshold: u32,
-    unit_price: Option<Money>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    starts_at: Option<DateTime<Utc>>,
-}
-
-impl StockItemView {
-    fn from_aggregate(sku: &Sku, item: &StockItem) -> Self {
-        let (kind, starts_at) = match item.kind() {
-            Some(StockKind::TimeSlot { starts_at }) => ("time_slot", Some(starts_at)),
-            _ => ("product", None),
-        };
-        let available = item.available();
-        Self {
-            sku: sku.to_string(),
-            name: item.name().to_owned(),
-            kind,
-            on_hand: item.on_hand(),
-            reserved: item.reserved(),
-            available,
-            low_stock: available <= item.low_stock_threshold(),
-            low_stock_threshold: item.low_stock_threshold(),
-            unit_price: item.unit_price(),
-            starts_at,
-        }
-    }
-}
-
 /// Runs a command on one item and answers 202 with its position.
 async fn execute(
     state: &AppState,
@@ -164,18 +129,72 @@ pub async fn restock(
     execute(&state, &ctx, &sku, command).await
 }
 
-/// Reads one item (from its aggregate until the stock read model exists).
+/// Filters of `GET /api/v1/stock-items`.
+#[derive(Debug, Deserialize)]
+pub struct StockListParams {
+    kind: Option<String>,
+    low_stock: Option<String>,
+    starts_from: Option<String>,
+    starts_before: Option<String>,
+    #[serde(flatten)]
+    read: ReadParams,
+}
+
+/// Reads one item's stock level from the stock read model.
 pub async fn get_stock_item(
     state: web::Data<AppState>,
     path: web::Path<String>,
+    params: web::Query<ReadParams>,
 ) -> Result<HttpResponse, ApiError> {
     let sku = path_sku(&path)?;
-    let item = state.bus.load::<StockItem>(sku.as_str()).await?;
-    if !item.is_registered() {
-        return Err(ApiError::not_found(
+    let mut v = Validator::default();
+    let min_position = params.min_position(&mut v);
+    v.finish()?;
+    wait_for(&state, &["stock_items"], min_position).await?;
+    match queries::stock_item(&state.pool, sku.as_str()).await? {
+        Some(item) => Ok(HttpResponse::Ok().json(item)),
+        None => Err(ApiError::not_found(
             "stock_item_not_found",
             format!("no stock item {sku}"),
-        ));
+        )),
     }
-    Ok(HttpResponse::Ok().json(StockItemView::from_aggregate(&sku, &item)))
+}
+
+/// Lists stock levels: `kind=time_slot` orders slots by start time, `low_stock=true` gives the
+/// low-stock list.
+pub async fn list_stock_items(
+    state: web::Data<AppState>,
+    params: web::Query<StockListParams>,
+) -> Result<HttpResponse, ApiError> {
+    let mut v = Validator::default();
+    let kind = params.kind.clone();
+    if let Some(kind) = &kind
+        && !matches!(kind.as_str(), "product" | "time_slot")
+    {
+        v.error("kind", "must be product or time_slot");
+    }
+    let low_stock = boolean(&mut v, "low_stock", params.low_stock.as_deref());
+    let mut instant = |field: &str, raw: Option<&str>| {
+        raw.and_then(|raw| match DateTime::parse_from_rfc3339(raw) {
+            Ok(at) => Some(at.with_timezone(&Utc)),
+            Err(_) => {
+                v.error(field, "must be an RFC 3339 timestamp");
+                None
+            }
+        })
+    };
+    let starts_from = instant("starts_from", params.starts_from.as_deref());
+    let starts_before = instant("starts_before", params.starts_before.as_deref());
+    let min_position = params.read.min_position(&mut v);
+    let page = params.read.page(&mut v);
+    v.finish()?;
+    wait_for(&state, &["stock_items"], min_position).await?;
+    let filter = StockFilter {
+        kind,
+        low_stock,
+        starts_from,
+        starts_before,
+    };
+    let page = queries::stock_items(&state.pool, &filter, page).await?;
+    Ok(HttpResponse::Ok().json(page))
 }

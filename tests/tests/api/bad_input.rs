@@ -345,7 +345,12 @@ async fn unknown_routes_and_methods_are_problem_json() {
     let app = spawn_app().await;
 
     let missing = app.get("/api/v1/nothing-here").await;
-    let wrong_method = app.get("/api/v1/orders").await;
+    let wrong_method = app
+        .client
+        .put(format!("{}/api/v1/orders", app.address))
+        .send()
+        .await
+        .unwrap();
 
     assert_eq!(missing.status(), 404);
     assert_eq!(

@@ -22,7 +22,19 @@ async fn migrations_apply_revert_and_apply_again() {
     // Act + Assert
     commands::MIGRATOR.run(&pool).await.unwrap();
     let applied = tables(&pool).await;
-    assert_eq!(applied, ["events", "snapshots"]);
+    assert_eq!(
+        applied,
+        [
+            "dead_letters",
+            "events",
+            "rm_bookings",
+            "rm_orders",
+            "rm_payments",
+            "rm_stock_items",
+            "snapshots",
+            "subscriptions"
+        ]
+    );
 
     commands::MIGRATOR.undo(&pool, 0).await.unwrap();
     assert!(tables(&pool).await.is_empty());

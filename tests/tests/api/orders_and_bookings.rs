@@ -21,7 +21,7 @@ async fn placing_an_order_records_it_started_with_priced_items() {
     let accepted: Value = response.json().await.unwrap();
     let id = accepted["id"].as_str().unwrap();
     let order: Value = app
-        .get(&format!("/api/v1/orders/{id}"))
+        .get_at(&format!("/api/v1/orders/{id}"), app.head().await)
         .await
         .json()
         .await
@@ -65,7 +65,7 @@ async fn placing_a_booking_on_a_time_slot_records_it_pending_payment() {
         .unwrap()
         .to_owned();
     let booking: Value = app
-        .get(&format!("/api/v1/bookings/{id}"))
+        .get_at(&format!("/api/v1/bookings/{id}"), app.head().await)
         .await
         .json()
         .await

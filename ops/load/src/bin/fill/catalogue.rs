@@ -8,7 +8,9 @@ use rand::rngs::StdRng;
 
 use crate::record::{Recorder, Tracked, request_metadata};
 
-const PRODUCTS: [&str; 8] = ["mug", "bowl", "apron", "tote", "candle", "plate", "vase", "tray"];
+const PRODUCTS: [&str; 8] = [
+    "mug", "bowl", "apron", "tote", "candle", "plate", "vase", "tray",
+];
 const MATERIALS: [&str; 6] = ["Clay", "Linen", "Oak", "Copper", "Glass", "Wool"];
 const EXPERIENCES: [&str; 5] = [
     "Walking tour",
@@ -98,7 +100,14 @@ impl Catalogue {
             };
             let stock = rng.random_range(20..=400);
             let price = rng.random_range(5..=500) * 100;
-            (format!("PRD-{n:05}"), name, StockKind::Product, stock, threshold, price)
+            (
+                format!("PRD-{n:05}"),
+                name,
+                StockKind::Product,
+                stock,
+                threshold,
+                price,
+            )
         };
         let sku = Sku::parse(&sku)?;
         let unit_price = Money::new(price, self.currency)?;
@@ -163,7 +172,10 @@ impl Catalogue {
         let item = self.products[rng.random_range(0..self.products.len())];
         let available = i64::from(self.available(item));
         let (delta, reason) = if available > 0 && rng.random_bool(0.7) {
-            (-rng.random_range(1..=available.min(3)), "damaged in storage")
+            (
+                -rng.random_range(1..=available.min(3)),
+                "damaged in storage",
+            )
         } else {
             (rng.random_range(1..=5), "cycle count correction")
         };

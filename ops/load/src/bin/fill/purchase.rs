@@ -118,7 +118,8 @@ impl Purchase {
     ) -> anyhow::Result<Self> {
         let mut total = Money::zero(cat.unit_price(lines[0].item).currency);
         for line in &lines {
-            total = total.checked_add(cat.unit_price(line.item).checked_mul(line.quantity.get())?)?;
+            total =
+                total.checked_add(cat.unit_price(line.item).checked_mul(line.quantity.get())?)?;
         }
         let hold = match owner {
             Owner::Order(_) => Duration::minutes(15),

@@ -1,0 +1,166 @@
+//! The operator subcommands: `rebuild`, `projections`, `dead-letters`.
+
+use anyhow::{Context, bail};
+use commands::dead_letters::{self, Action, Requested};
+use commands::subscription::SubscriptionOptions;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use projections::read_model::Projection;
+use projections::rebuild::{self, Phase, Progress};
+use projections::{catalog, status};
+use sqlx::PgPool;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// `reserva rebuild NAME|--all`: rebuilds side by side, one progress bar each.
+pub async fn rebuild(pool: &PgPool, name: Option<&str>, all: bool) -> anyhow::Result<()> {
+    let targets: Vec<&'static dyn Projection> = match (name, all) {
+        (_, true) => catalog::all().to_vec(),
+        (Some(name), false) => vec![catalog::find(name).with_context(|| {
+            format!(
+                "no projection {name}; known: {}",
+                catalog::names().join(", ")
+            )
+        })?],
+        (None, false) => bail!(
+            "name a projection ({}) or pass --all",
+            catalog::names().join(", ")
+        ),
+    };
+    let bars = MultiProgress::new();
+    let style = ProgressStyle::with_template(
+        "{prefix:>12} {msg:>11} [{bar:30}] {human_pos}/{human_len} {per_sec:>14} ETA {eta}",
+    )
+    .context("progress template")?
+    .progress_chars("=> ");
+    let runs = targets.into_iter().map(|projection| {
+        let bar = bars.add(ProgressBar::new(0).with_style(style.clone()));
+        bar.set_prefix(projection.name());
+        async move {
+            let (sender, receiver) = watch::channel(Progress {
+                phase: Phase::Preparing,
+                applied: 0,
+                total: 0,
+            });
+            let follow = tokio::spawn(follow(bar.clone(), receiver));
+            let result = rebuild::rebuild(pool, projection, &sender).await;
+            follow.abort();
+            match &result {
+                Ok(report) => bar.finish_with_message(format!(
+                    "{} events in {:.1}s = {:.0} events/s",
+                    report.events,
+                    report.elapsed.as_secs_f64(),
+                    report.events_per_second()
+                )),
+                Err(error) => bar.abandon_with_message(format!("failed: {error}")),
+            }
+            result.map(|report| (projection.name(), report))
+        }
+    });
+    let results = futures::future::join_all(runs).await;
+    let mut failed = 0;
+    for result in results {
+        match result {
+            Ok((name, report)) => println!(
+                "{name}: {} events in {:.2}s = {:.0} events/s",
+                report.events,
+                report.elapsed.as_secs_f64(),
+                report.events_per_second()
+            ),
+            Err(error) => {
+                failed += 1;
+                eprintln!("{error}");
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} rebuild(s) failed; their live tables are untouched");
+    }
+    Ok(())
+}
+
+async fn follow(bar: ProgressBar, mut progress: watch::Receiver<Progress>) {
+    loop {
+        let now = *progress.borrow_and_update();
+        bar.set_length(now.total.max(now.applied));
+        bar.set_position(now.applied);
+        bar.set_message(format!("{:?}", now.phase).to_lowercase());
+        if progress.changed().await.is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `reserva projections`: position and lag of each.
+pub async fn projections(pool: &PgPool) -> anyhow::Result<()> {
+    println!(
+        "{:<12} {:>12} {:>10} {:>10} {:>12}  updated",
+        "projection", "position", "lag", "lag_s", "dead_letters"
+    );
+    for s in status::all(pool).await? {
+        println!(
+            "{:<12} {:>12} {:>10} {:>10.3} {:>12}  {}",
+            s.name,
+            s.position,
+            s.lag_events,
+            s.lag_seconds,
+            s.open_dead_letters,
+            s.updated_at
+                .map_or_else(|| "never".to_owned(), |t| t.to_rfc3339())
+        );
+    }
+    Ok(())
+}
+
+/// `reserva dead-letters list`.
+pub async fn list_dead_letters(
+    pool: &PgPool,
+    subscription: Option<&str>,
+    all: bool,
+) -> anyhow::Result<()> {
+    let letters = dead_letters::list(pool, subscription, !all, 1000).await?;
+    println!(
+        "{:>6} {:<12} {:<10} {:<38} {:>10} {:<10} {:>8}  error",
+        "id", "subscription", "type", "aggregate", "position", "status", "attempts"
+    );
+    for l in letters {
+        println!(
+            "{:>6} {:<12} {:<10} {:<38} {:>10} {:<10} {:>8}  {}",
+            l.id,
+            l.subscription,
+            l.aggregate_type,
+            l.aggregate_id,
+            l.global_position,
+            l.status,
+            l.attempts,
+            l.error.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// `reserva dead-letters retry|skip ID`: records the request and, when no service runs the
+/// subscription, carries it out at once.
+pub async fn request_dead_letter(pool: &PgPool, id: i64, action: Action) -> anyhow::Result<()> {
+    let letter = match dead_letters::request(pool, id, action).await? {
+        Requested::Accepted(letter) => letter,
+        Requested::NotFound => bail!("no dead letter {id}"),
+        Requested::Closed(letter) => bail!("dead letter {id} is already {}", letter.status),
+    };
+    let projection = catalog::find(&letter.subscription)
+        .with_context(|| format!("no projection {}", letter.subscription))?;
+    let handler = projection.handler(projection.table());
+    if dead_letters::serve_if_unattended(pool, handler.as_ref(), &SubscriptionOptions::default())
+        .await?
+    {
+        let after = dead_letters::list(pool, Some(&letter.subscription), false, 1000).await?;
+        let now = after.iter().find(|l| l.id == id).map(|l| l.status.as_str());
+        println!("dead letter {id}: {}", now.unwrap_or("gone"));
+    } else {
+        println!(
+            "dead letter {id}: {:?} requested; the running service carries it out",
+            action
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,132 @@
+//! Operations: projections and their rebuilds, dead letters.
+
+use actix_web::{HttpResponse, web};
+use commands::dead_letters::{self, Action, Requested};
+use projections::{catalog, status};
+use serde::{Deserialize, Serialize};
+
+use crate::problem::ApiError;
+use crate::rebuilds::RebuildState;
+use crate::state::AppState;
+use crate::validation::Validator;
+
+use super::params::boolean;
+
+/// One projection in `GET /admin/projections`.
+#[derive(Serialize)]
+struct ProjectionEntry {
+    #[serde(flatten)]
+    status: status::ProjectionStatus,
+    /// Whether this process holds the projection's runner lock (and has started).
+    running_here: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rebuild: Option<RebuildState>,
+}
+
+/// Every projection with its position, lag, open dead letters and latest rebuild.
+pub async fn list_projections(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let entries: Vec<ProjectionEntry> = status::all(&state.pool)
+        .await?
+        .into_iter()
+        .map(|status| ProjectionEntry {
+            running_here: state
+                .projections
+                .get(status.name)
+                .is_some_and(|h| *h.progress.borrow() != commands::Checkpoint::START),
+            rebuild: state.rebuilds.state(status.name),
+            status,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(entries))
+}
+
+/// Starts a rebuild in the background; `GET /admin/projections` shows its progress.
+pub async fn rebuild_projection(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let Some(projection) = catalog::find(&path) else {
+        return Err(ApiError::not_found(
+            "projection_not_found",
+            format!(
+                "no projection {}; known: {}",
+                path.as_str(),
+                catalog::names().join(", ")
+            ),
+        ));
+    };
+    if !state.rebuilds.start(state.pool.clone(), projection) {
+        return Err(ApiError::conflict(
+            "rebuild_running",
+            format!("a rebuild of {} is already running", projection.name()),
+        ));
+    }
+    Ok(HttpResponse::Accepted().json(serde_json::json!({
+        "projection": projection.name(),
+        "status": "/admin/projections",
+    })))
+}
+
+/// Filters of `GET /admin/dead-letters`.
+#[derive(Debug, Deserialize)]
+pub struct DeadLetterParams {
+    subscription: Option<String>,
+    /// `true` includes resolved, skipped and superseded letters.
+    all: Option<String>,
+}
+
+/// Dead letters, newest first (open ones only unless `all=true`).
+pub async fn list_dead_letters(
+    state: web::Data<AppState>,
+    params: web::Query<DeadLetterParams>,
+) -> Result<HttpResponse, ApiError> {
+    let mut v = Validator::default();
+    let all = boolean(&mut v, "all", params.all.as_deref()).unwrap_or(false);
+    v.finish()?;
+    let letters =
+        dead_letters::list(&state.pool, params.subscription.as_deref(), !all, 500).await?;
+    Ok(HttpResponse::Ok().json(letters))
+}
+
+/// Asks the runner to handle a parked event again, then the ones queued behind it.
+pub async fn retry_dead_letter(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    request(&state, &path, Action::Retry).await
+}
+
+/// Asks the runner to drop a parked event and handle the ones queued behind it.
+pub async fn skip_dead_letter(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    request(&state, &path, Action::Skip).await
+}
+
+async fn request(state: &AppState, raw: &str, action: Action) -> Result<HttpResponse, ApiError> {
+    let id: i64 = raw.parse().map_err(|_| {
+        ApiError::validation(vec![crate::problem::FieldError::new(
+            "id",
+            "must be an integer",
+        )])
+    })?;
+    match dead_letters::request(&state.pool, id, action).await? {
+        Requested::Accepted(letter) => Ok(HttpResponse::Accepted().json(letter)),
+        Requested::NotFound => Err(ApiError::not_found(
+            "dead_letter_not_found",
+            format!("no dead letter {id}"),
+        )),
+        Requested::Closed(letter) => Err(ApiError::conflict(
+            "dead_letter_closed",
+            format!("dead letter {id} is already {}", letter.status),
+        )),
+    }
+}
+
+/// Prometheus exposition.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
+}

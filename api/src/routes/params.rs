@@ -1,0 +1,103 @@
+//! Query-string parameters shared by the read endpoints, and read-your-writes.
+
+use actix_web::web;
+use projections::queries::PageRequest;
+use projections::wait;
+use serde::Deserialize;
+
+use crate::problem::ApiError;
+use crate::state::AppState;
+use crate::validation::Validator;
+
+/// Default and largest page sizes.
+const PER_PAGE: u32 = 20;
+const MAX_PER_PAGE: u32 = 100;
+
+/// Parameters every read accepts. Kept as text so that bad values become field errors
+/// with the parameter's name rather than a generic parse failure.
+#[derive(Debug, Default, Deserialize)]
+pub struct ReadParams {
+    /// Wait until the read model has handled this global position.
+    pub min_position: Option<String>,
+    /// 1-based page.
+    pub page: Option<String>,
+    /// Rows per page (1–100, default 20).
+    pub per_page: Option<String>,
+}
+
+impl ReadParams {
+    /// The validated `min_position`.
+    pub fn min_position(&self, v: &mut Validator) -> Option<i64> {
+        let raw = self.min_position.as_deref()?;
+        match raw.parse::<i64>() {
+            Ok(position) if position >= 0 => Some(position),
+            _ => {
+                v.error("min_position", "must be a non-negative integer");
+                None
+            }
+        }
+    }
+
+    /// The validated page.
+    pub fn page(&self, v: &mut Validator) -> PageRequest {
+        let page = number(v, "page", self.page.as_deref(), 1, 1, 100_000);
+        let per_page = number(
+            v,
+            "per_page",
+            self.per_page.as_deref(),
+            PER_PAGE,
+            1,
+            MAX_PER_PAGE,
+        );
+        PageRequest { page, per_page }
+    }
+}
+
+fn number(
+    v: &mut Validator,
+    field: &str,
+    raw: Option<&str>,
+    default: u32,
+    min: u32,
+    max: u32,
+) -> u32 {
+    let Some(raw) = raw else {
+        return default;
+    };
+    match raw.parse::<u32>() {
+        Ok(n) if (min..=max).contains(&n) => n,
+        _ => {
+            v.error(field, format!("must be an integer from {min} to {max}"));
+            default
+        }
+    }
+}
+
+/// Reads an optional boolean parameter.
+pub fn boolean(v: &mut Validator, field: &str, raw: Option<&str>) -> Option<bool> {
+    match raw? {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => {
+            v.error(field, "must be true or false");
+            None
+        }
+    }
+}
+
+/// Waits until every projection in `names` has handled `min_position` (read-your-writes),
+/// for at most the configured wait; then answers 503 `projection_behind`.
+pub async fn wait_for(
+    state: &web::Data<AppState>,
+    names: &[&str],
+    min_position: Option<i64>,
+) -> Result<(), ApiError> {
+    let Some(position) = min_position else {
+        return Ok(());
+    };
+    for name in names {
+        let local = state.projections.get(name).map(|h| h.progress.clone());
+        wait::until_reached(&state.pool, local, name, position, state.read_wait).await?;
+    }
+    Ok(())
+}
