@@ -383,6 +383,7 @@ impl Subscription {
                 store_checkpoint(conn, name, last).await?;
                 sqlx::query("COMMIT").execute(&mut *conn).await?;
                 self.advanced(state, last);
+                record_lag(name, &live);
                 Ok(Step::Progress)
             }
             Err(error) => {
@@ -521,6 +522,22 @@ fn into_sqlx(error: HandlerError) -> sqlx::Error {
         HandlerError::Database(error) => error,
         HandlerError::Rejected(message) => sqlx::Error::Protocol(message),
     }
+}
+
+/// Commit-to-visible lag of the events just handled: from their append's transaction start
+/// (`recorded_at`) to this commit, as the read side's clients experience it.
+fn record_lag(name: &str, events: &[FeedEvent]) {
+    if events.is_empty() {
+        return;
+    }
+    let now = chrono::Utc::now();
+    let histogram =
+        metrics::histogram!("reserva_projection_lag_seconds", "subscription" => name.to_owned());
+    for event in events {
+        histogram.record((now - event.recorded_at).as_seconds_f64().max(0.0));
+    }
+    metrics::counter!("reserva_subscription_events_total", "subscription" => name.to_owned())
+        .increment(events.len() as u64);
 }
 
 fn metrics_failed(name: &str) {

@@ -95,9 +95,12 @@ pub async fn wait_for(
     let Some(position) = min_position else {
         return Ok(());
     };
+    // One deadline for all: the client waits at most `read_wait` however many models it reads.
+    let deadline = tokio::time::Instant::now() + state.read_wait;
     for name in names {
         let local = state.projections.get(name).map(|h| h.progress.clone());
-        wait::until_reached(&state.pool, local, name, position, state.read_wait).await?;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        wait::until_reached(&state.pool, local, name, position, left).await?;
     }
     Ok(())
 }
