@@ -344,8 +344,9 @@ impl Subscription {
                 Step::Progress => idle_backoff = Duration::from_millis(1),
                 Step::Idle { held_back: true } => {
                     // Committed events wait behind an open transaction that may end without
-                    // any append to wake us: look again soon, backing off to the poll interval.
-                    tokio::time::sleep(idle_backoff).await;
+                    // any append to wake us: look again soon (or at the next append), backing
+                    // off to the poll interval.
+                    let _ = tokio::time::timeout(idle_backoff, wake.changed()).await;
                     idle_backoff = (idle_backoff * 2).min(self.options.poll_interval);
                 }
                 Step::Idle { held_back: false } => {
