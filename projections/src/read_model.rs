@@ -63,6 +63,8 @@ pub trait Projection: Send + Sync + 'static {
     fn aggregate_type(&self) -> &'static str;
     /// A handler writing to `table` (the live table, or a rebuild's shadow).
     fn handler(&self, table: &str) -> Arc<dyn Handler>;
+    /// An in-memory fold writing to a rebuild's empty shadow `table`.
+    fn bulk(&self, table: &str) -> Box<dyn Bulk>;
 }
 
 /// The [`Projection`] of a [`ReadModel`].
@@ -97,6 +99,14 @@ impl<M: ReadModel> Projection for Model<M> {
     fn handler(&self, table: &str) -> Arc<dyn Handler> {
         Arc::new(Projector::<M>::new(table))
     }
+
+    fn bulk(&self, table: &str) -> Box<dyn Bulk> {
+        Box::new(BulkProjector::<M> {
+            projector: Projector::new(table),
+            rows: HashMap::new(),
+            spilled: false,
+        })
+    }
 }
 
 /// Applies a [`ReadModel`] to one table.
@@ -130,50 +140,50 @@ impl<M: ReadModel> Projector<M> {
         conn: &mut PgConnection,
         events: &[FeedEvent],
     ) -> Result<(), HandlerError> {
-        let mut keys: Vec<String> = events.iter().map(|e| e.aggregate_id.clone()).collect();
-        keys.sort_unstable();
-        keys.dedup();
+        let keys = distinct_keys(events, |_| true);
+        let mut rows = self.load(conn, &keys).await?;
+        fold::<M>(&mut rows, events)?;
+        self.store(conn, &rows, true).await
+    }
+
+    /// The stored rows of `keys` (absent keys have no row).
+    async fn load(
+        &self,
+        conn: &mut PgConnection,
+        keys: &[String],
+    ) -> Result<Rows<M>, HandlerError> {
         let stored: Vec<(String, String)> = sqlx::query_as(&self.load)
-            .bind(&keys)
+            .bind(keys)
             .fetch_all(&mut *conn)
             .await?;
-        let mut rows: HashMap<String, Option<M::Row>> = HashMap::with_capacity(keys.len());
+        let mut rows = Rows::<M>::with_capacity(keys.len());
         for (id, json) in stored {
             let row = serde_json::from_str(&json).map_err(|e| {
                 HandlerError::Rejected(format!("{} row {id} does not decode: {e}", M::NAME))
             })?;
             rows.insert(id, Some(row));
         }
-        for event in events {
-            let decoded: <M::Aggregate as Aggregate>::Event = serde_json::from_str(&event.payload)
-                .map_err(|e| {
-                    HandlerError::Rejected(format!(
-                        "event {} ({}) does not decode: {e}",
-                        event.position(),
-                        event.event_type
-                    ))
-                })?;
-            let applied = Applied {
-                position: event.position(),
-                recorded_at: event.recorded_at,
-            };
-            let row = rows.remove(&event.aggregate_id).flatten();
-            let next = M::apply(row, &event.aggregate_id, decoded, applied).map_err(|e| {
-                HandlerError::Rejected(format!(
-                    "event {} ({}): {e}",
-                    event.position(),
-                    event.event_type
-                ))
-            })?;
-            rows.insert(event.aggregate_id.clone(), next);
+        Ok(rows)
+    }
+
+    /// Replaces the rows of every key in `rows` (a `None` deletes). `replace` = false skips the
+    /// delete when no key can have a stored row yet.
+    async fn store(
+        &self,
+        conn: &mut PgConnection,
+        rows: &Rows<M>,
+        replace: bool,
+    ) -> Result<(), HandlerError> {
+        if replace {
+            let keys: Vec<&String> = rows.keys().collect();
+            sqlx::query(&self.delete)
+                .bind(keys)
+                .execute(&mut *conn)
+                .await?;
         }
         let live: Vec<&M::Row> = rows.values().flatten().collect();
-        sqlx::query(&self.delete)
-            .bind(&keys)
-            .execute(&mut *conn)
-            .await?;
-        if !live.is_empty() {
-            let json = serde_json::to_string(&live).map_err(|e| {
+        for chunk in live.chunks(INSERT_CHUNK) {
+            let json = serde_json::to_string(chunk).map_err(|e| {
                 HandlerError::Rejected(format!("{} rows do not encode: {e}", M::NAME))
             })?;
             sqlx::query(&self.insert)
@@ -181,6 +191,114 @@ impl<M: ReadModel> Projector<M> {
                 .execute(&mut *conn)
                 .await?;
         }
+        Ok(())
+    }
+}
+
+/// Rows per `INSERT` statement.
+const INSERT_CHUNK: usize = 10_000;
+
+/// Rows by aggregate id, `None` once deleted.
+type Rows<M> = HashMap<String, Option<<M as ReadModel>::Row>>;
+
+fn distinct_keys(events: &[FeedEvent], keep: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut keys: Vec<String> = events
+        .iter()
+        .map(|e| e.aggregate_id.as_str())
+        .filter(|id| keep(id))
+        .map(str::to_owned)
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
+/// Applies `events` to `rows` in order; a key missing from `rows` has no row yet.
+fn fold<M: ReadModel>(rows: &mut Rows<M>, events: &[FeedEvent]) -> Result<(), HandlerError> {
+    for event in events {
+        let decoded: <M::Aggregate as Aggregate>::Event = serde_json::from_str(&event.payload)
+            .map_err(|e| {
+                HandlerError::Rejected(format!(
+                    "event {} ({}) does not decode: {e}",
+                    event.position(),
+                    event.event_type
+                ))
+            })?;
+        let applied = Applied {
+            position: event.position(),
+            recorded_at: event.recorded_at,
+        };
+        let row = rows.remove(&event.aggregate_id).flatten();
+        let next = M::apply(row, &event.aggregate_id, decoded, applied).map_err(|e| {
+            HandlerError::Rejected(format!(
+                "event {} ({}): {e}",
+                event.position(),
+                event.event_type
+            ))
+        })?;
+        rows.insert(event.aggregate_id.clone(), next);
+    }
+    Ok(())
+}
+
+/// A rebuild's bulk phase: rows are folded in memory and written once each, instead of being
+/// loaded and rewritten batch after batch. Only a rebuild may use it: nothing else writes the
+/// shadow table, and no checkpoint is stored until the swap, which comes after [`Bulk::flush`].
+#[async_trait]
+pub trait Bulk: Send {
+    /// Folds `events` (all of the model's aggregate type, in feed order).
+    ///
+    /// # Errors
+    /// [`HandlerError`].
+    async fn apply(
+        &mut self,
+        conn: &mut PgConnection,
+        events: &[FeedEvent],
+    ) -> Result<(), HandlerError>;
+
+    /// Writes every row held in memory.
+    ///
+    /// # Errors
+    /// [`HandlerError`].
+    async fn flush(&mut self, conn: &mut PgConnection) -> Result<(), HandlerError>;
+}
+
+/// Rows held in memory before a bulk fold spills to the table (then reloads on demand).
+const BULK_ROWS: usize = 250_000;
+
+/// [`Bulk`] for a [`ReadModel`].
+pub struct BulkProjector<M: ReadModel> {
+    projector: Projector<M>,
+    rows: Rows<M>,
+    /// Whether rows were written before: then keys missing in memory may be in the table.
+    spilled: bool,
+}
+
+#[async_trait]
+impl<M: ReadModel> Bulk for BulkProjector<M> {
+    async fn apply(
+        &mut self,
+        conn: &mut PgConnection,
+        events: &[FeedEvent],
+    ) -> Result<(), HandlerError> {
+        if self.spilled {
+            let missing = distinct_keys(events, |id| !self.rows.contains_key(id));
+            if !missing.is_empty() {
+                let loaded = self.projector.load(conn, &missing).await?;
+                self.rows.extend(loaded);
+            }
+        }
+        fold::<M>(&mut self.rows, events)?;
+        if self.rows.len() >= BULK_ROWS {
+            self.flush(conn).await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self, conn: &mut PgConnection) -> Result<(), HandlerError> {
+        self.projector.store(conn, &self.rows, self.spilled).await?;
+        self.rows.clear();
+        self.spilled = true;
         Ok(())
     }
 }

@@ -153,8 +153,9 @@ async fn build_and_swap(
         applied: 0,
         total: total.max(0) as u64,
     });
+    let mut at = bulk_build(pool, conn, projection, shadow, &types, progress).await?;
+    tracing::debug!(projection = name, elapsed = ?started.elapsed(), "bulk build done");
     let handler = projection.handler(shadow);
-    let mut at = bulk_build(pool, conn, &handler, &types, progress).await?;
 
     progress.send_modify(|p| p.phase = Phase::CatchingUp);
     loop {
@@ -167,6 +168,7 @@ async fn build_and_swap(
         }
     }
 
+    tracing::debug!(projection = name, elapsed = ?started.elapsed(), "caught up");
     progress.send_modify(|p| p.phase = Phase::Swapping);
     sqlx::query("BEGIN").execute(&mut *conn).await?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
@@ -210,17 +212,19 @@ async fn build_and_swap(
 }
 
 /// Streams every settled event of the model's type on a second connection while this one
-/// applies them in batches, so reading and writing overlap.
+/// folds them in memory ([`crate::read_model::Bulk`]), then writes each row once: reading and folding overlap, and
+/// the table sees one insert per row instead of a rewrite per batch.
 async fn bulk_build(
     pool: &PgPool,
     conn: &mut PgConnection,
-    handler: &Arc<dyn Handler>,
+    projection: &dyn Projection,
+    shadow: &str,
     types: &[String],
     progress: &watch::Sender<Progress>,
 ) -> Result<Checkpoint, RebuildError> {
+    let name = projection.name();
     let mut reader =
-        subscription::dedicated_connection(pool, &format!("rebuild {} reader", handler.name()))
-            .await?;
+        subscription::dedicated_connection(pool, &format!("rebuild {name} reader")).await?;
     let (sender, mut batches) = mpsc::channel::<Result<Vec<FeedEvent>, sqlx::Error>>(4);
     let types_owned = types.to_vec();
     let read = tokio::spawn(async move {
@@ -250,14 +254,26 @@ async fn bulk_build(
             }
         }
     });
+    let handler_error = |e: commands::subscription::HandlerError| RebuildError::Handler {
+        name: name.to_owned(),
+        message: e.to_string(),
+    };
+    let mut bulk = projection.bulk(shadow);
     let mut at = Checkpoint::START;
     while let Some(batch) = batches.recv().await {
         let batch = batch?;
-        sqlx::query("BEGIN").execute(&mut *conn).await?;
-        at = apply(conn, handler, &batch, at, progress).await?;
-        sqlx::query("COMMIT").execute(&mut *conn).await?;
+        let Some(last) = batch.last() else { continue };
+        at = last.checkpoint;
+        bulk.apply(conn, &batch).await.map_err(handler_error)?;
+        progress.send_modify(|p| p.applied += batch.len() as u64);
     }
     read.abort();
+    tracing::debug!(
+        projection = name,
+        rows_in_memory = true,
+        "folded; writing rows"
+    );
+    bulk.flush(conn).await.map_err(handler_error)?;
     Ok(at)
 }
 
