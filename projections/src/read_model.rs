@@ -111,6 +111,7 @@ impl<M: ReadModel> Projection for Model<M> {
 
 /// Applies a [`ReadModel`] to one table.
 pub struct Projector<M> {
+    table: String,
     load: String,
     delete: String,
     insert: String,
@@ -122,6 +123,7 @@ impl<M: ReadModel> Projector<M> {
     pub fn new(table: &str) -> Self {
         let key = M::KEY_TYPE;
         Self {
+            table: table.to_owned(),
             load: format!(
                 "SELECT id::text, to_jsonb(t)::text FROM {table} t \
                  WHERE id = ANY($1::text[]::{key}[])"
@@ -263,6 +265,72 @@ pub trait Bulk: Send {
     async fn flush(&mut self, conn: &mut PgConnection) -> Result<(), HandlerError>;
 }
 
+/// Writes new rows into `table` with `COPY … FROM STDIN` (text format): the row's JSON fields
+/// are matched to the table's columns by name, nested values become JSON text for `jsonb`.
+async fn copy_rows<'r, M: ReadModel>(
+    conn: &mut PgConnection,
+    table: &str,
+    rows: impl Iterator<Item = &'r M::Row>,
+) -> Result<(), HandlerError> {
+    let columns: Vec<String> = sqlx::query_scalar(
+        "SELECT attname::text FROM pg_attribute \
+         WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+    )
+    .bind(table)
+    .fetch_all(&mut *conn)
+    .await?;
+    let encode = |e: serde_json::Error| {
+        HandlerError::Rejected(format!("{} rows do not encode: {e}", M::NAME))
+    };
+    let mut copy = conn
+        .copy_in_raw(&format!("COPY {table} ({}) FROM STDIN", columns.join(", ")))
+        .await?;
+    let mut buffer = String::with_capacity(1 << 20);
+    for row in rows {
+        let serde_json::Value::Object(fields) = serde_json::to_value(row).map_err(encode)? else {
+            return Err(HandlerError::Rejected(format!(
+                "{} row is not an object",
+                M::NAME
+            )));
+        };
+        for (i, column) in columns.iter().enumerate() {
+            if i > 0 {
+                buffer.push('\t');
+            }
+            match fields.get(column) {
+                None | Some(serde_json::Value::Null) => buffer.push_str("\\N"),
+                Some(serde_json::Value::String(text)) => copy_escape(&mut buffer, text),
+                Some(value @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => {
+                    buffer.push_str(&value.to_string());
+                }
+                Some(nested) => copy_escape(&mut buffer, &nested.to_string()),
+            }
+        }
+        buffer.push('\n');
+        if buffer.len() >= 1 << 20 {
+            copy.send(std::mem::take(&mut buffer).into_bytes()).await?;
+        }
+    }
+    if !buffer.is_empty() {
+        copy.send(buffer.into_bytes()).await?;
+    }
+    copy.finish().await?;
+    Ok(())
+}
+
+/// COPY text format: backslash, tab, newline and carriage return are escaped.
+fn copy_escape(buffer: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            '\\' => buffer.push_str("\\\\"),
+            '\t' => buffer.push_str("\\t"),
+            '\n' => buffer.push_str("\\n"),
+            '\r' => buffer.push_str("\\r"),
+            c => buffer.push(c),
+        }
+    }
+}
+
 /// Rows held in memory before a bulk fold spills to the table (then reloads on demand).
 const BULK_ROWS: usize = 250_000;
 
@@ -296,7 +364,12 @@ impl<M: ReadModel> Bulk for BulkProjector<M> {
     }
 
     async fn flush(&mut self, conn: &mut PgConnection) -> Result<(), HandlerError> {
-        self.projector.store(conn, &self.rows, self.spilled).await?;
+        if self.spilled {
+            self.projector.store(conn, &self.rows, true).await?;
+        } else {
+            // Every row is new: COPY them in, several times faster than any INSERT.
+            copy_rows::<M>(conn, &self.projector.table, self.rows.values().flatten()).await?;
+        }
         self.rows.clear();
         self.spilled = true;
         Ok(())

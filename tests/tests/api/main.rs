@@ -2,7 +2,12 @@
 
 mod bad_input;
 mod concurrency;
+mod crash;
+mod dead_letters;
 mod event_store;
+mod feed;
 mod migrations;
 mod orders_and_bookings;
+mod projections;
+mod read_models;
 mod stock_items;

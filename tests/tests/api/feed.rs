@@ -1,0 +1,216 @@
+//! The ordered feed: a transaction that commits after a later one is never skipped.
+
+use async_trait::async_trait;
+use commands::feed::{self, Checkpoint};
+use commands::subscription::{self, Handler, HandlerError, Subscription, SubscriptionOptions};
+use commands::{CommandMetadata, FeedEvent, FeedSignal};
+use domain::stock_item::{StockItemEvent, StockKind};
+use domain::{Currency, Money, Sku};
+use sqlx::{PgConnection, PgPool};
+use std::sync::Arc;
+use std::time::Duration;
+use tests::{eventually, fresh_database};
+
+/// Records every event it is handed, in the runner's transaction, in the order handed.
+struct Recorder {
+    name: &'static str,
+}
+
+#[async_trait]
+impl Handler for Recorder {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn wants(&self, _aggregate_type: &str) -> bool {
+        true
+    }
+
+    async fn handle(
+        &self,
+        conn: &mut PgConnection,
+        events: &[FeedEvent],
+    ) -> Result<(), HandlerError> {
+        for event in events {
+            sqlx::query(
+                "INSERT INTO seen (subscription, transaction_id, global_position) \
+                 VALUES ($1, $2, $3)",
+            )
+            .bind(self.name)
+            .bind(event.checkpoint.transaction_id)
+            .bind(event.position())
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// No primary key on the event: a duplicate delivery must show up as a second row rather than
+/// as a handler error that would be retried and parked out of sight.
+const CREATE_SEEN: &str = "CREATE TABLE seen (id bigserial PRIMARY KEY, \
+    subscription text NOT NULL, transaction_id bigint NOT NULL, global_position bigint NOT NULL)";
+
+/// Appends a real `StockItemRegistered` for `sku` on `conn` (inside whatever transaction it
+/// has open) and returns the event's checkpoint.
+async fn append_registration(conn: &mut PgConnection, sku: &str) -> Checkpoint {
+    let event = StockItemEvent::StockItemRegistered {
+        sku: Sku::parse(sku).unwrap(),
+        name: format!("Item {sku}"),
+        kind: StockKind::Product,
+        on_hand: 5,
+        low_stock_threshold: 1,
+        unit_price: Money::new(1500, Currency::parse("MXN").unwrap()).unwrap(),
+    };
+    let metadata = CommandMetadata::system("test").to_map();
+    let (transaction_id, global_position): (i64, i64) = sqlx::query_as(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
+            payload, metadata) \
+         VALUES ('stock_item', $1, 1, 'StockItemRegistered', '1.0', $2::text::json, $3::text::json) \
+         RETURNING transaction_id::text::bigint, global_position",
+    )
+    .bind(sku)
+    .bind(serde_json::to_string(&event).unwrap())
+    .bind(serde_json::to_string(&metadata).unwrap())
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    Checkpoint {
+        transaction_id,
+        global_position,
+    }
+}
+
+/// What subscription `name` has recorded, in the order it was handed the events.
+async fn seen_by(pool: &PgPool, name: &str) -> Vec<Checkpoint> {
+    let rows: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT transaction_id, global_position FROM seen WHERE subscription = $1 ORDER BY id",
+    )
+    .bind(name)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    rows.into_iter()
+        .map(|(transaction_id, global_position)| Checkpoint {
+            transaction_id,
+            global_position,
+        })
+        .collect()
+}
+
+/// Waits until `name` has recorded at least `count` events; returns all it recorded.
+async fn wait_for_seen(pool: &PgPool, name: &str, count: usize) -> Vec<Checkpoint> {
+    eventually(&format!("{name} to record {count} events"), || async {
+        let seen = seen_by(pool, name).await;
+        (seen.len() >= count).then_some(seen)
+    })
+    .await
+}
+
+async fn stored(pool: &PgPool, name: &str) -> Checkpoint {
+    let mut conn = pool.acquire().await.unwrap();
+    subscription::stored_checkpoint(&mut conn, name)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_late_committing_transaction_is_never_skipped() {
+    // Arrange: two subscriptions, running, that have handled a first event.
+    let database = fresh_database(8).await;
+    let pool = &database.pool;
+    commands::MIGRATOR.run(pool).await.unwrap();
+    sqlx::query(CREATE_SEEN).execute(pool).await.unwrap();
+    let options = SubscriptionOptions {
+        poll_interval: Duration::from_millis(50),
+        ..Default::default()
+    };
+    let names = ["feed_test_one", "feed_test_two"];
+    let _runners: Vec<_> = names
+        .iter()
+        .map(|&name| {
+            let handler = Arc::new(Recorder { name });
+            Subscription::new(
+                handler,
+                pool.clone(),
+                FeedSignal::default(),
+                options.clone(),
+            )
+            .spawn()
+        })
+        .collect();
+    let first = append_registration(&mut pool.acquire().await.unwrap(), "FEED-FIRST").await;
+    for name in names {
+        assert_eq!(wait_for_seen(pool, name, 1).await, [first]);
+    }
+
+    // Act 1: `early` takes its xid, then `late` (A) takes its xid and position, then `later`
+    // (B) commits, then `early` commits. A stays open.
+    let mut early_tx = pool.begin().await.unwrap();
+    let early = append_registration(&mut early_tx, "FEED-EARLY").await;
+    let mut late_tx = pool.begin().await.unwrap();
+    let late = append_registration(&mut late_tx, "FEED-LATE").await;
+    let later = append_registration(&mut pool.acquire().await.unwrap(), "FEED-LATER").await;
+    early_tx.commit().await.unwrap();
+
+    // Assert 1: the subscribers read the feed after B committed (they got `early`, which
+    // committed after B) and stopped at A: B was not handed out, no checkpoint passed A.
+    assert!(
+        late.global_position < later.global_position,
+        "A holds the lower position: a reader by position alone would pass it"
+    );
+    for name in names {
+        assert_eq!(wait_for_seen(pool, name, 2).await, [first, early], "{name}");
+    }
+    let mut conn = pool.acquire().await.unwrap();
+    let handed: Vec<Checkpoint> = feed::read_after(&mut conn, Checkpoint::START, &[], 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.checkpoint)
+        .collect();
+    assert_eq!(handed, [first, early], "the feed stops at the open A");
+    let after_early = feed::read_after(&mut conn, early, &[], 100).await.unwrap();
+    assert!(after_early.is_empty(), "{after_early:?}");
+    assert!(
+        feed::held_back(&mut conn, early, &[]).await.unwrap(),
+        "B is committed but held back behind A"
+    );
+    for name in names {
+        let at = stored(pool, name).await;
+        assert_eq!(at, early, "{name}");
+        assert!(at < late, "{name} passed the open transaction");
+        assert_eq!(seen_by(pool, name).await, [first, early], "{name}");
+    }
+
+    // Act 2
+    late_tx.commit().await.unwrap();
+
+    // Assert 2: every subscriber sees A and B, each once, in (transaction_id, position) order.
+    let expected = [first, early, late, later];
+    let mut sorted = expected;
+    sorted.sort();
+    assert_eq!(
+        sorted, expected,
+        "feed order is (transaction_id, global_position)"
+    );
+    for name in names {
+        eventually(&format!("{name} to reach B"), || async {
+            (stored(pool, name).await == later).then_some(())
+        })
+        .await;
+        assert_eq!(seen_by(pool, name).await, expected, "{name}");
+    }
+    let handed: Vec<Checkpoint> = feed::read_after(&mut conn, Checkpoint::START, &[], 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.checkpoint)
+        .collect();
+    assert_eq!(handed, expected);
+    let parked: i64 = sqlx::query_scalar("SELECT count(*) FROM dead_letters")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(parked, 0);
+}
