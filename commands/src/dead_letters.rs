@@ -251,10 +251,15 @@ pub(crate) async fn serve_requests(
     parked: &mut HashSet<AggregateKey>,
     options: &SubscriptionOptions,
 ) -> Result<(), sqlx::Error> {
+    // Aggregates someone asked about, and chains with no parked head left: a drain that
+    // resolved or skipped the head and then died before the rest is finished here.
     let requested: Vec<(String, String)> = sqlx::query_as(
-        "SELECT DISTINCT aggregate_type, aggregate_id FROM dead_letters \
+        "SELECT DISTINCT aggregate_type, aggregate_id FROM dead_letters d \
          WHERE subscription = $1 AND status IN ('parked', 'waiting') \
-           AND requested_action IS NOT NULL",
+           AND (requested_action IS NOT NULL OR NOT EXISTS ( \
+                SELECT 1 FROM dead_letters p \
+                 WHERE p.subscription = d.subscription AND p.aggregate_type = d.aggregate_type \
+                   AND p.aggregate_id = d.aggregate_id AND p.status = 'parked'))",
     )
     .bind(handler.name())
     .fetch_all(&mut *conn)

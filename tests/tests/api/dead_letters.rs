@@ -323,6 +323,28 @@ async fn a_skipped_event_is_never_handled_and_the_events_behind_it_are_in_order(
 }
 
 #[tokio::test]
+async fn a_chain_left_headless_by_an_interrupted_drain_is_finished_without_a_new_request() {
+    // Arrange: as if a skip had closed the head and the runner died before the rest.
+    let scene = Scene::start().await;
+    scene.poison().await;
+    let parked = assert_poisoned(&scene).await;
+
+    // Act
+    sqlx::query("UPDATE dead_letters SET status = 'skipped' WHERE id = $1")
+        .bind(parked.id)
+        .execute(scene.pool())
+        .await
+        .unwrap();
+
+    // Assert: the waiting events are handled in order and resolved, with nobody asking again.
+    let letters = scene.wait_until_closed().await;
+    let statuses: Vec<&str> = letters.iter().map(|l| l.status.as_str()).collect();
+    assert_eq!(statuses, ["skipped", "resolved", "resolved", "resolved"]);
+    let poisoned = scene.positions_of(POISONED).await;
+    assert_eq!(scene.handled(POISONED).await, poisoned[1..]);
+}
+
+#[tokio::test]
 async fn a_request_for_an_unknown_dead_letter_is_not_found() {
     let database = fresh_database(2).await;
     commands::MIGRATOR.run(&database.pool).await.unwrap();
