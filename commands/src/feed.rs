@@ -99,7 +99,7 @@ const STREAM_ALL: &str = concat!(
     columns!(),
     " FROM events WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
        AND (cardinality($1::text[]) = 0 OR aggregate_type = ANY($1)) \
-     ORDER BY transaction_id, global_position"
+     ORDER BY events.transaction_id, events.global_position"
 );
 
 /// The next events after `after`, up to the oldest transaction in flight.
@@ -121,7 +121,7 @@ pub async fn read_after(
          WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
            AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
            AND (cardinality($3::text[]) = 0 OR aggregate_type = ANY($3)) \
-         ORDER BY transaction_id, global_position \
+         ORDER BY events.transaction_id, events.global_position \
          LIMIT $4"
     );
     let rows = sqlx::query(&sql)
@@ -152,7 +152,7 @@ pub async fn read_range(
          WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
            AND (transaction_id, global_position) <= ($3::text::xid8, $4) \
            AND (cardinality($5::text[]) = 0 OR aggregate_type = ANY($5)) \
-         ORDER BY transaction_id, global_position \
+         ORDER BY events.transaction_id, events.global_position \
          LIMIT $6"
     );
     let rows = sqlx::query(&sql)
@@ -175,7 +175,7 @@ pub async fn head(conn: &mut PgConnection) -> Result<Option<Checkpoint>, sqlx::E
     let row: Option<(i64, i64)> = sqlx::query_as(
         "SELECT transaction_id::text::bigint, global_position FROM events \
          WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-         ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
+         ORDER BY events.transaction_id DESC, events.global_position DESC LIMIT 1",
     )
     .fetch_optional(&mut *conn)
     .await?;
@@ -207,7 +207,7 @@ pub async fn read_positions(
 ) -> Result<Vec<FeedEvent>, sqlx::Error> {
     let sql = format!(
         "SELECT {COLUMNS} FROM events WHERE global_position = ANY($1) \
-         ORDER BY transaction_id, global_position"
+         ORDER BY events.transaction_id, events.global_position"
     );
     let rows = sqlx::query(&sql)
         .bind(positions)

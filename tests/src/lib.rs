@@ -315,7 +315,7 @@ where
 pub async fn feed_end(pool: &PgPool) -> commands::Checkpoint {
     let row: Option<(i64, i64)> = sqlx::query_as(
         "SELECT transaction_id::text::bigint, global_position FROM events \
-         ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
+         ORDER BY events.transaction_id DESC, events.global_position DESC LIMIT 1",
     )
     .fetch_optional(pool)
     .await

@@ -1,5 +1,11 @@
 //! `reserva-load`: drives a running Reserva with concurrent clients and reports throughput and
 //! latency percentiles. A benchmark, not a test: it asserts nothing about speed.
+//!
+//! Closed loop by default (each client sends its next request when the last one is answered:
+//! the capacity); with `--rate`, open loop at a steady offered rate (the latency a given load
+//! gets, see `paced`).
+
+mod paced;
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -17,12 +23,20 @@ struct Args {
     /// SKUs to spread the load over (registered first if missing).
     #[arg(long, default_value_t = 2000)]
     skus: usize,
-    /// Client counts to measure, one run each.
+    /// Client counts to measure, one closed-loop run each (ignored with `--rate`).
     #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
     clients: Vec<usize>,
     /// Seconds per run.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Restocks per second to offer, open loop, instead of the closed-loop runs; latency is
+    /// counted from when each request was due, so a server that falls behind shows it.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Requests in flight at most with `--rate`; when all are busy, later requests wait (and
+    /// their wait counts in their latency).
+    #[arg(long, default_value_t = 256)]
+    max_in_flight: usize,
     /// Prefix of the SKUs (lets runs use fresh items).
     #[arg(long, default_value = "LOAD")]
     prefix: String,
@@ -35,6 +49,9 @@ async fn main() -> anyhow::Result<()> {
         .pool_max_idle_per_host(256)
         .build()?;
     register(&client, &args).await?;
+    if let Some(rate) = args.rate {
+        return paced::run(&client, &args, rate).await;
+    }
     println!(
         "{:>7} {:>10} {:>9} {:>9} {:>9} {:>7}",
         "clients", "cmds/s", "p50_ms", "p99_ms", "max_ms", "errors"

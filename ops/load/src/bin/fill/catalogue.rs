@@ -98,7 +98,7 @@ impl Catalogue {
             } else {
                 rng.random_range(5..=25)
             };
-            let stock = rng.random_range(20..=400);
+            let stock = rng.random_range(10..=120);
             let price = rng.random_range(5..=500) * 100;
             (
                 format!("PRD-{n:05}"),
@@ -160,7 +160,7 @@ impl Catalogue {
         else {
             return Ok(());
         };
-        let quantity = rng.random_range(20..=200);
+        let quantity = rng.random_range(20..=120);
         self.restock(item, quantity, rng, out)
     }
 

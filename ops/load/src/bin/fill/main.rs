@@ -5,11 +5,13 @@
 //! Every event is decided by the domain aggregates themselves and serialized as cqrs-es would,
 //! so a filled store replays exactly like one the service wrote.
 
+mod buyer;
 mod catalogue;
 mod history;
 mod purchase;
 mod record;
 mod scan;
+mod writer;
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -42,6 +44,9 @@ struct Args {
     /// Rows per INSERT statement (each its own transaction).
     #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..))]
     batch: u32,
+    /// Concurrent insert transactions (each holds one connection).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=32))]
+    writers: u32,
     /// Measure the sequential read rate in feed order instead of filling.
     #[arg(long)]
     scan: bool,
@@ -50,19 +55,11 @@ struct Args {
     runs: usize,
 }
 
-/// The batch as one statement: the arrays are zipped server-side, JSON arrives as text and is
-/// parsed into the `json` column as is (the same shape as the service's own multi-event append).
-const INSERT: &str = "INSERT INTO events \
-    (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
-    SELECT t, i, s, e, v, p::json, m::json \
-    FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[]) \
-      AS u(t, i, s, e, v, p, m)";
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let pool = PgPoolOptions::new()
-        .max_connections(2)
+        .max_connections(args.writers + 1)
         .connect(&args.database_url)
         .await
         .context("connecting to the database")?;
@@ -88,41 +85,18 @@ async fn fill(pool: &PgPool, args: &Args) -> anyhow::Result<()> {
     };
     let started = Instant::now();
     // A short queue: generation overlaps the inserts without buffering the whole history.
-    let (sender, mut batches) = mpsc::channel::<Batch>(4);
+    let (sender, mut batches) = mpsc::channel::<Batch>(args.writers as usize * 2);
     let recorder = Recorder::new(args.batch as usize, sender);
     let generator = tokio::task::spawn_blocking(move || history::generate(&plan, recorder));
-    let mut written = 0u64;
-    // One writer, one batch at a time: transaction ids then follow generation order, so the
-    // feed order (transaction_id, global_position) is the order the histories were made in.
-    while let Some(batch) = batches.recv().await {
-        written += insert(pool, &batch).await?;
-        if written % 100_000 < batch.len() as u64 {
-            eprintln!("{written} events, {:.1} s", started.elapsed().as_secs_f64());
-        }
-    }
-    let recorder = generator.await.context("the generator panicked")??;
+    let written = writer::write_all(pool, &mut batches, args.writers as usize, started).await?;
+    let counts = generator.await.context("the generator panicked")??;
     let elapsed = started.elapsed().as_secs_f64();
     println!(
         "fill: {written} events in {elapsed:.2} s = {:.0} events/s",
         written as f64 / elapsed
     );
-    for (aggregate_type, count) in &recorder.counts {
+    for (aggregate_type, count) in &counts {
         println!("  {aggregate_type:<10} {count:>9}");
     }
     Ok(())
-}
-
-async fn insert(pool: &PgPool, batch: &Batch) -> anyhow::Result<u64> {
-    let done = sqlx::query(INSERT)
-        .bind(&batch.aggregate_types)
-        .bind(&batch.aggregate_ids)
-        .bind(&batch.sequences)
-        .bind(&batch.event_types)
-        .bind(&batch.event_versions)
-        .bind(&batch.payloads)
-        .bind(&batch.metadata)
-        .execute(pool)
-        .await
-        .context("inserting a batch")?;
-    Ok(done.rows_affected())
 }

@@ -2,8 +2,7 @@
 //! payment provider would drive it.
 
 use chrono::{DateTime, Duration, Utc};
-use domain::booking::{Booking, BookingCommand};
-use domain::order::{Order, OrderCommand, OrderItem};
+use domain::order::OrderItem;
 use domain::payment::{Payment, PaymentCommand};
 use domain::stock_item::ReleaseReason;
 use domain::{BookingId, CustomerId, Money, OrderId, Owner, PaymentId, Quantity};
@@ -12,25 +11,9 @@ use rand::rngs::StdRng;
 use std::collections::VecDeque;
 use uuid::Uuid;
 
+use crate::buyer::{Buyer, Move};
 use crate::catalogue::Catalogue;
 use crate::record::{Recorder, Tracked, metadata, uuid};
-
-enum Buyer {
-    Order(Tracked<Order>),
-    Booking(Tracked<Booking>),
-}
-
-/// A status move asked of the order or booking, spelled once for both.
-enum Move {
-    Held,
-    RequestPayment(PaymentId),
-    Complete(PaymentId),
-    FailPayment,
-    Cancel,
-    Expire,
-    /// The line at this index could not be held, for this reason.
-    FailStock(usize, String),
-}
 
 enum Step {
     Place,
@@ -226,41 +209,22 @@ impl Purchase {
             Step::Release(i, reason) => {
                 cat.release(self.lines[i].item, self.owner, reason, &meta, out)?;
             }
-            Step::Buyer(m) => self.move_buyer(m, cat, &meta, out)?,
+            Step::Buyer(to) => self.buyer.advance(to, &meta, out)?,
         }
         Ok(self.plan.is_empty())
     }
 
     fn place(&mut self, cat: &Catalogue, meta: &str, out: &mut Recorder) -> anyhow::Result<()> {
-        match &mut self.buyer {
-            Buyer::Order(order) => {
-                let items = self
-                    .lines
-                    .iter()
-                    .map(|line| OrderItem {
-                        sku: cat.sku(line.item).clone(),
-                        quantity: line.quantity,
-                        unit_price: cat.unit_price(line.item),
-                    })
-                    .collect();
-                let command = OrderCommand::Place {
-                    customer_id: self.customer_id,
-                    items,
-                };
-                order.execute(command, meta, out)?;
-            }
-            Buyer::Booking(booking) => {
-                let line = &self.lines[0];
-                let command = BookingCommand::Place {
-                    customer_id: self.customer_id,
-                    slot_sku: cat.sku(line.item).clone(),
-                    guests: line.quantity,
-                    unit_price: cat.unit_price(line.item),
-                };
-                booking.execute(command, meta, out)?;
-            }
-        }
-        Ok(())
+        let items = self
+            .lines
+            .iter()
+            .map(|line| OrderItem {
+                sku: cat.sku(line.item).clone(),
+                quantity: line.quantity,
+                unit_price: cat.unit_price(line.item),
+            })
+            .collect();
+        self.buyer.place(self.customer_id, items, meta, out)
     }
 
     /// Holds line `i`. When it is short, the shop usually restocks (or adds seats) first; the
@@ -275,7 +239,7 @@ impl Purchase {
     ) -> anyhow::Result<()> {
         let Line { item, quantity } = self.lines[i];
         let available = cat.available(item);
-        if quantity.get() > available && rng.random_bool(0.85) {
+        if quantity.get() > available && rng.random_bool(0.8) {
             let extra = rng.random_range(20..=150);
             cat.restock(item, quantity.get() - available + extra, rng, out)?;
         }
@@ -290,56 +254,9 @@ impl Purchase {
         self.plan.clear();
         self.plan
             .extend((0..i).map(|j| Step::Release(j, ReleaseReason::Compensation)));
-        self.plan.push_back(Step::Buyer(Move::FailStock(i, reason)));
-        Ok(())
-    }
-
-    fn move_buyer(
-        &mut self,
-        m: Move,
-        cat: &Catalogue,
-        meta: &str,
-        out: &mut Recorder,
-    ) -> anyhow::Result<()> {
-        match &mut self.buyer {
-            Buyer::Order(order) => {
-                let command = match m {
-                    Move::Held => OrderCommand::ConfirmStockReserved,
-                    Move::RequestPayment(payment_id) => OrderCommand::RequestPayment { payment_id },
-                    Move::Complete(payment_id) => OrderCommand::Complete { payment_id },
-                    Move::FailPayment => OrderCommand::FailPayment {
-                        reason: "card_declined".to_owned(),
-                    },
-                    Move::Cancel => OrderCommand::Cancel {
-                        reason: "customer cancelled".to_owned(),
-                    },
-                    Move::Expire => OrderCommand::Expire,
-                    Move::FailStock(line, reason) => OrderCommand::FailStock {
-                        sku: cat.sku(self.lines[line].item).clone(),
-                        reason,
-                    },
-                };
-                order.execute(command, meta, out)?;
-            }
-            Buyer::Booking(booking) => {
-                let command = match m {
-                    Move::Held => BookingCommand::MarkSeatsHeld,
-                    Move::RequestPayment(payment_id) => {
-                        BookingCommand::RequestPayment { payment_id }
-                    }
-                    Move::Complete(payment_id) => BookingCommand::Confirm { payment_id },
-                    Move::FailPayment => BookingCommand::FailPayment {
-                        reason: "card_declined".to_owned(),
-                    },
-                    Move::Cancel => BookingCommand::Cancel {
-                        reason: "customer cancelled".to_owned(),
-                    },
-                    Move::Expire => BookingCommand::Expire,
-                    Move::FailStock(_, reason) => BookingCommand::RejectSeats { reason },
-                };
-                booking.execute(command, meta, out)?;
-            }
-        }
+        let sku = cat.sku(item).clone();
+        self.plan
+            .push_back(Step::Buyer(Move::FailStock(sku, reason)));
         Ok(())
     }
 }

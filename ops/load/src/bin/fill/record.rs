@@ -35,8 +35,7 @@ pub struct Recorder {
     batch: Batch,
     batch_size: usize,
     writer: Sender<Batch>,
-    /// Events recorded so far, per aggregate type.
-    pub counts: BTreeMap<&'static str, u64>,
+    counts: BTreeMap<&'static str, u64>,
     /// Events recorded so far.
     pub total: u64,
 }
@@ -78,8 +77,17 @@ impl Recorder {
         Ok(())
     }
 
+    /// Sends the last rows and lets the writer go; returns the events recorded per aggregate type.
+    ///
+    /// # Errors
+    /// The writer stopped.
+    pub fn finish(mut self) -> anyhow::Result<BTreeMap<&'static str, u64>> {
+        self.flush()?;
+        Ok(self.counts)
+    }
+
     /// Sends the pending rows to the writer; blocks while the writer is behind.
-    pub fn flush(&mut self) -> anyhow::Result<()> {
+    fn flush(&mut self) -> anyhow::Result<()> {
         if self.batch.len() == 0 {
             return Ok(());
         }

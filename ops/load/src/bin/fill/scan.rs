@@ -7,9 +7,13 @@ use sqlx::PgPool;
 use std::time::{Duration, Instant};
 
 /// Every column a feed reader needs, in feed order (see the design's "Event store").
+///
+/// The `ORDER BY` names the table's columns on purpose: a bare `transaction_id` would mean the
+/// output column of that name, the `::text::bigint` cast, which no index covers, and PostgreSQL
+/// would sort the whole table instead of walking `events_feed_order`.
 const SCAN: &str = "SELECT global_position, transaction_id::text::bigint, aggregate_type, \
     aggregate_id, sequence, event_type, payload::text, metadata::text, recorded_at \
-    FROM events ORDER BY transaction_id, global_position";
+    FROM events ORDER BY events.transaction_id, events.global_position";
 
 type FeedRow = (
     i64,
