@@ -301,20 +301,76 @@ fn payment(json: Option<String>) -> Result<Option<PaymentRow>, QueryError> {
     json.map(|j| decode("payment", &j)).transpose()
 }
 
+/// An order or a booking: a row of its own table joined with its payment's.
+trait WithPayment: Sized {
+    /// What errors call it.
+    const WHAT: &'static str;
+    /// Its read-model row.
+    type Row: DeserializeOwned;
+    fn new(row: Self::Row, payment: Option<PaymentRow>) -> Self;
+
+    fn from_joined((row, payment_json): Joined) -> Result<Self, QueryError> {
+        Ok(Self::new(decode(Self::WHAT, &row)?, payment(payment_json)?))
+    }
+}
+
+impl WithPayment for OrderView {
+    const WHAT: &'static str = "order";
+    type Row = OrderRow;
+    fn new(row: OrderRow, payment: Option<PaymentRow>) -> Self {
+        OrderView::new(row, payment)
+    }
+}
+
+impl WithPayment for BookingView {
+    const WHAT: &'static str = "booking";
+    type Row = BookingRow;
+    fn new(row: BookingRow, payment: Option<PaymentRow>) -> Self {
+        BookingView::new(row, payment)
+    }
+}
+
+/// One row by id (`$1`), joined with its payment.
+async fn one<V: WithPayment>(pool: &PgPool, sql: &str, id: Uuid) -> Result<Option<V>, QueryError> {
+    let row: Option<Joined> = sqlx::query_as(sql).bind(id).fetch_optional(pool).await?;
+    row.map(V::from_joined).transpose()
+}
+
+/// A page of rows filtered by customer (`$1`) and one text column (`$2`), joined with their
+/// payments.
+async fn page_of<V: WithPayment>(
+    pool: &PgPool,
+    sql: &str,
+    customer: Option<Uuid>,
+    filter: Option<&str>,
+    page: PageRequest,
+) -> Result<Page<V>, QueryError> {
+    let rows: Vec<Joined> = sqlx::query_as(sql)
+        .bind(customer)
+        .bind(filter)
+        .bind(page.limit())
+        .bind(page.offset())
+        .fetch_all(pool)
+        .await?;
+    let items = rows
+        .into_iter()
+        .map(V::from_joined)
+        .collect::<Result<_, QueryError>>()?;
+    Ok(page.finish(items))
+}
+
 /// One order.
 ///
 /// # Errors
 /// [`QueryError`].
 pub async fn order(pool: &PgPool, id: Uuid) -> Result<Option<OrderView>, QueryError> {
-    let row: Option<Joined> = sqlx::query_as(
+    one(
+        pool,
         "SELECT to_jsonb(o)::text, to_jsonb(p)::text FROM rm_orders o \
          LEFT JOIN rm_payments p ON p.id = o.payment_id WHERE o.id = $1",
+        id,
     )
-    .bind(id)
-    .fetch_optional(pool)
-    .await?;
-    row.map(|(o, p)| Ok(OrderView::new(decode("order", &o)?, payment(p)?)))
-        .transpose()
+    .await
 }
 
 /// Orders filtered by customer and status, newest first.
@@ -327,23 +383,17 @@ pub async fn orders(
     status: Option<&str>,
     page: PageRequest,
 ) -> Result<Page<OrderView>, QueryError> {
-    let rows: Vec<Joined> = sqlx::query_as(
+    page_of(
+        pool,
         "SELECT to_jsonb(o)::text, to_jsonb(p)::text FROM rm_orders o \
          LEFT JOIN rm_payments p ON p.id = o.payment_id \
          WHERE ($1::uuid IS NULL OR o.customer_id = $1) AND ($2::text IS NULL OR o.status = $2) \
          ORDER BY o.placed_at DESC, o.id LIMIT $3 OFFSET $4",
+        customer,
+        status,
+        page,
     )
-    .bind(customer)
-    .bind(status)
-    .bind(page.limit())
-    .bind(page.offset())
-    .fetch_all(pool)
-    .await?;
-    let items = rows
-        .into_iter()
-        .map(|(o, p)| Ok(OrderView::new(decode("order", &o)?, payment(p)?)))
-        .collect::<Result<_, QueryError>>()?;
-    Ok(page.finish(items))
+    .await
 }
 
 /// One booking.
@@ -351,15 +401,13 @@ pub async fn orders(
 /// # Errors
 /// [`QueryError`].
 pub async fn booking(pool: &PgPool, id: Uuid) -> Result<Option<BookingView>, QueryError> {
-    let row: Option<Joined> = sqlx::query_as(
+    one(
+        pool,
         "SELECT to_jsonb(b)::text, to_jsonb(p)::text FROM rm_bookings b \
          LEFT JOIN rm_payments p ON p.id = b.payment_id WHERE b.id = $1",
+        id,
     )
-    .bind(id)
-    .fetch_optional(pool)
-    .await?;
-    row.map(|(b, p)| Ok(BookingView::new(decode("booking", &b)?, payment(p)?)))
-        .transpose()
+    .await
 }
 
 /// Bookings filtered by customer and slot, newest first.
@@ -372,23 +420,17 @@ pub async fn bookings(
     slot: Option<&str>,
     page: PageRequest,
 ) -> Result<Page<BookingView>, QueryError> {
-    let rows: Vec<Joined> = sqlx::query_as(
+    page_of(
+        pool,
         "SELECT to_jsonb(b)::text, to_jsonb(p)::text FROM rm_bookings b \
          LEFT JOIN rm_payments p ON p.id = b.payment_id \
          WHERE ($1::uuid IS NULL OR b.customer_id = $1) AND ($2::text IS NULL OR b.slot_sku = $2) \
          ORDER BY b.placed_at DESC, b.id LIMIT $3 OFFSET $4",
+        customer,
+        slot,
+        page,
     )
-    .bind(customer)
-    .bind(slot)
-    .bind(page.limit())
-    .bind(page.offset())
-    .fetch_all(pool)
-    .await?;
-    let items = rows
-        .into_iter()
-        .map(|(b, p)| Ok(BookingView::new(decode("booking", &b)?, payment(p)?)))
-        .collect::<Result<_, QueryError>>()?;
-    Ok(page.finish(items))
+    .await
 }
 
 /// One stock item.

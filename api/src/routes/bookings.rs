@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use projections::queries;
 
-use super::params::{ReadParams, wait_for};
+use super::params::{ReadParams, found, settle, wait_for};
 use super::{accepted_command, path_uuid};
 use crate::extract::{RequestContext, ValidJson};
 use crate::problem::{ApiError, FieldError};
@@ -89,17 +89,12 @@ pub async fn get_booking(
     params: web::Query<ReadParams>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path_uuid(&path)?;
-    let mut v = Validator::default();
-    let min_position = params.min_position(&mut v);
-    v.finish()?;
-    wait_for(&state, &["bookings", "payments"], min_position).await?;
-    match queries::booking(&state.pool, id).await? {
-        Some(booking) => Ok(HttpResponse::Ok().json(booking)),
-        None => Err(ApiError::not_found(
-            "booking_not_found",
-            format!("no booking {id}"),
-        )),
-    }
+    settle(&state, &params, &["bookings", "payments"]).await?;
+    found(
+        queries::booking(&state.pool, id).await?,
+        "booking_not_found",
+        || format!("no booking {id}"),
+    )
 }
 
 /// Lists bookings by customer and slot, newest first.

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use projections::queries;
 
-use super::params::{ReadParams, wait_for};
+use super::params::{ReadParams, found, settle, wait_for};
 use super::{accepted_command, path_uuid};
 use crate::extract::{RequestContext, ValidJson};
 use crate::problem::{ApiError, FieldError};
@@ -147,17 +147,12 @@ pub async fn get_order(
     params: web::Query<ReadParams>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path_uuid(&path)?;
-    let mut v = Validator::default();
-    let min_position = params.min_position(&mut v);
-    v.finish()?;
-    wait_for(&state, &["orders", "payments"], min_position).await?;
-    match queries::order(&state.pool, id).await? {
-        Some(order) => Ok(HttpResponse::Ok().json(order)),
-        None => Err(ApiError::not_found(
-            "order_not_found",
-            format!("no order {id}"),
-        )),
-    }
+    settle(&state, &params, &["orders", "payments"]).await?;
+    found(
+        queries::order(&state.pool, id).await?,
+        "order_not_found",
+        || format!("no order {id}"),
+    )
 }
 
 /// Lists orders by customer and status, newest first.

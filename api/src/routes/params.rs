@@ -1,9 +1,9 @@
 //! Query-string parameters shared by the read endpoints, and read-your-writes.
 
-use actix_web::web;
+use actix_web::{HttpResponse, web};
 use projections::queries::PageRequest;
 use projections::wait;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -103,4 +103,28 @@ pub async fn wait_for(
         wait::until_reached(&state.pool, local, name, position, left).await?;
     }
     Ok(())
+}
+
+/// The start of every single-resource read: validate `min_position`, then wait for `names`.
+pub async fn settle(
+    state: &web::Data<AppState>,
+    params: &ReadParams,
+    names: &[&str],
+) -> Result<(), ApiError> {
+    let mut v = Validator::default();
+    let min_position = params.min_position(&mut v);
+    v.finish()?;
+    wait_for(state, names, min_position).await
+}
+
+/// 200 with the view, or 404 problem with `code` and `missing`'s detail.
+pub fn found<T: Serialize>(
+    view: Option<T>,
+    code: &'static str,
+    missing: impl FnOnce() -> String,
+) -> Result<HttpResponse, ApiError> {
+    match view {
+        Some(view) => Ok(HttpResponse::Ok().json(view)),
+        None => Err(ApiError::not_found(code, missing())),
+    }
 }

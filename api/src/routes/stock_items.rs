@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use projections::queries::{self, StockFilter};
 
-use super::params::{ReadParams, boolean, wait_for};
+use super::params::{ReadParams, boolean, found, settle, wait_for};
 use super::{accepted_command, path_sku};
 use crate::extract::{RequestContext, ValidJson};
 use crate::problem::ApiError;
@@ -147,17 +147,12 @@ pub async fn get_stock_item(
     params: web::Query<ReadParams>,
 ) -> Result<HttpResponse, ApiError> {
     let sku = path_sku(&path)?;
-    let mut v = Validator::default();
-    let min_position = params.min_position(&mut v);
-    v.finish()?;
-    wait_for(&state, &["stock_items"], min_position).await?;
-    match queries::stock_item(&state.pool, sku.as_str()).await? {
-        Some(item) => Ok(HttpResponse::Ok().json(item)),
-        None => Err(ApiError::not_found(
-            "stock_item_not_found",
-            format!("no stock item {sku}"),
-        )),
-    }
+    settle(&state, &params, &["stock_items"]).await?;
+    found(
+        queries::stock_item(&state.pool, sku.as_str()).await?,
+        "stock_item_not_found",
+        || format!("no stock item {sku}"),
+    )
 }
 
 /// Lists stock levels: `kind=time_slot` orders slots by start time, `low_stock=true` gives the
