@@ -140,7 +140,7 @@ async fn build_and_swap(
         .execute(&mut *conn)
         .await?;
     sqlx::query(&format!(
-        "CREATE TABLE {shadow} (LIKE {live} INCLUDING ALL)"
+        "CREATE TABLE {shadow} (LIKE {live} INCLUDING ALL EXCLUDING INDEXES)"
     ))
     .execute(&mut *conn)
     .await?;
@@ -154,6 +154,12 @@ async fn build_and_swap(
         total: total.max(0) as u64,
     });
     let mut at = bulk_build(pool, conn, projection, shadow, &types, progress).await?;
+    // Indexes are built once over the loaded rows (about twice as fast as maintaining them
+    // row by row), before the catch-up needs the key index.
+    let indexes = live_indexes(conn, live).await?;
+    for index in &indexes {
+        index.create_on(conn, live, shadow).await?;
+    }
     tracing::debug!(projection = name, elapsed = ?started.elapsed(), "bulk build done");
     let handler = projection.handler(shadow);
 
@@ -195,6 +201,9 @@ async fn build_and_swap(
     sqlx::query(&format!("ALTER TABLE {shadow} RENAME TO {live}"))
         .execute(&mut *conn)
         .await?;
+    for index in &indexes {
+        index.take_name(conn, live, &old).await?;
+    }
     subscription::ensure_row(conn, name).await?;
     subscription::store_checkpoint(conn, name, head).await?;
     commands::dead_letters::supersede(conn, name).await?;
@@ -211,6 +220,99 @@ async fn build_and_swap(
     })
 }
 
+/// One index of the live table, to be rebuilt on the shadow under a temporary name and to
+/// take its name back at the swap, so that index and constraint names never drift.
+struct LiveIndex {
+    name: String,
+    definition: String,
+    primary_key: bool,
+}
+
+const SHADOW_SUFFIX: &str = "__rebuild";
+
+async fn live_indexes(conn: &mut PgConnection, live: &str) -> Result<Vec<LiveIndex>, sqlx::Error> {
+    let rows: Vec<(String, String, bool)> = sqlx::query_as(
+        "SELECT i.relname::text, pg_get_indexdef(i.oid), x.indisprimary \
+         FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid \
+         WHERE x.indrelid = $1::regclass ORDER BY i.relname",
+    )
+    .bind(live)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(name, definition, primary_key)| LiveIndex {
+            name,
+            definition,
+            primary_key,
+        })
+        .collect())
+}
+
+impl LiveIndex {
+    /// Builds this index on `shadow` as `<name>__rebuild`.
+    async fn create_on(
+        &self,
+        conn: &mut PgConnection,
+        live: &str,
+        shadow: &str,
+    ) -> Result<(), sqlx::Error> {
+        let temporary = format!("{}{SHADOW_SUFFIX}", self.name);
+        // pg_get_indexdef: `CREATE [UNIQUE] INDEX <name> ON [<schema>.]<table> USING …`.
+        let definition = self
+            .definition
+            .replacen(
+                &format!("INDEX {} ON ", self.name),
+                &format!("INDEX {temporary} ON "),
+                1,
+            )
+            .replacen(&format!(".{live} USING "), &format!(".{shadow} USING "), 1)
+            .replacen(&format!(" {live} USING "), &format!(" {shadow} USING "), 1);
+        sqlx::query(&definition).execute(&mut *conn).await?;
+        if self.primary_key {
+            sqlx::query(&format!(
+                "ALTER TABLE {shadow} ADD CONSTRAINT {temporary} PRIMARY KEY USING INDEX {temporary}"
+            ))
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Inside the swap: the old table's index (now on `old`) gives up the name, the rebuilt
+    /// one takes it.
+    async fn take_name(
+        &self,
+        conn: &mut PgConnection,
+        live: &str,
+        old: &str,
+    ) -> Result<(), sqlx::Error> {
+        let temporary = format!("{}{SHADOW_SUFFIX}", self.name);
+        let retired = format!("{}__old", self.name);
+        let statements = if self.primary_key {
+            [
+                format!(
+                    "ALTER TABLE {old} RENAME CONSTRAINT {} TO {retired}",
+                    self.name
+                ),
+                format!(
+                    "ALTER TABLE {live} RENAME CONSTRAINT {temporary} TO {}",
+                    self.name
+                ),
+            ]
+        } else {
+            [
+                format!("ALTER INDEX {} RENAME TO {retired}", self.name),
+                format!("ALTER INDEX {temporary} RENAME TO {}", self.name),
+            ]
+        };
+        for statement in statements {
+            sqlx::query(&statement).execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+}
+
 /// Streams every settled event of the model's type on a second connection while this one
 /// folds them in memory ([`crate::read_model::Bulk`]), then writes each row once: reading and folding overlap, and
 /// the table sees one insert per row instead of a rewrite per batch.
@@ -225,6 +327,11 @@ async fn bulk_build(
     let name = projection.name();
     let mut reader =
         subscription::dedicated_connection(pool, &format!("rebuild {name} reader")).await?;
+    // The stream sorts one type's events of the whole table; with the default 4 MB it spills
+    // to disk (an external merge) before the first row arrives.
+    sqlx::query("SET work_mem = '256MB'")
+        .execute(&mut reader)
+        .await?;
     let (sender, mut batches) = mpsc::channel::<Result<Vec<FeedEvent>, sqlx::Error>>(4);
     let types_owned = types.to_vec();
     let read = tokio::spawn(async move {

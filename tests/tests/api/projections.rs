@@ -782,3 +782,63 @@ async fn rebuilding_an_unknown_projection_is_404_problem_json() {
         assert!(problem["detail"].as_str().unwrap().contains(name));
     }
 }
+
+/// Index and constraint names of every read-model table, sorted.
+async fn index_names(app: &TestApp) -> Vec<(String, String)> {
+    sqlx::query_as(
+        "SELECT tablename::text, indexname::text FROM pg_indexes \
+         WHERE tablename LIKE 'rm\\_%' ORDER BY 1, 2",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn rebuilds_keep_the_tables_indexes_under_their_own_names() {
+    // Arrange
+    let app = spawn_app().await;
+    app.register_product("IDX-1", 3).await;
+    let before = index_names(&app).await;
+    assert!(before.len() >= 12, "{before:?}");
+
+    // Act: rebuild every projection twice.
+    for _ in 0..2 {
+        for projection in catalog::all() {
+            let (progress, _) = watch::channel(Progress {
+                phase: Phase::Preparing,
+                applied: 0,
+                total: 0,
+            });
+            rebuild::rebuild(&app.pool, projection, &progress)
+                .await
+                .unwrap();
+        }
+    }
+
+    // Assert: the same indexes by the same names, the primary keys still primary keys.
+    assert_eq!(index_names(&app).await, before);
+    let primary_keys: Vec<String> = sqlx::query_scalar(
+        "SELECT conname::text FROM pg_constraint WHERE contype = 'p' \
+         AND conrelid::regclass::text LIKE 'rm\\_%' ORDER BY 1",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        primary_keys,
+        [
+            "rm_bookings_pkey",
+            "rm_orders_pkey",
+            "rm_payments_pkey",
+            "rm_stock_items_pkey"
+        ]
+    );
+    let item: Value = app
+        .get_at("/api/v1/stock-items/IDX-1", app.head().await)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(item["on_hand"], 3);
+}
