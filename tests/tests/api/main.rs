@@ -5,6 +5,7 @@ mod concurrency;
 mod crash;
 mod dead_letters;
 mod event_store;
+mod failover;
 mod feed;
 mod migrations;
 mod orders_and_bookings;
