@@ -210,10 +210,25 @@ pub(crate) async fn begin_handling(
 /// # Errors
 /// Any connection error.
 pub async fn dedicated_connection(pool: &PgPool, job: &str) -> Result<PgConnection, sqlx::Error> {
-    let options: PgConnectOptions = (*pool.connect_options())
+    job_options(pool, job).connect().await
+}
+
+/// A dedicated connection for one long statement (a rebuild's stream): sqlx's slow-statement
+/// warning would fire on every rebuild and say nothing.
+///
+/// # Errors
+/// Any connection error.
+pub async fn streaming_connection(pool: &PgPool, job: &str) -> Result<PgConnection, sqlx::Error> {
+    job_options(pool, job)
+        .disable_statement_logging()
+        .connect()
+        .await
+}
+
+fn job_options(pool: &PgPool, job: &str) -> PgConnectOptions {
+    (*pool.connect_options())
         .clone()
-        .application_name(&format!("reserva {job}"));
-    options.connect().await
+        .application_name(&format!("reserva {job}"))
 }
 
 /// Tries to take a session advisory lock named `key` + `name` on `conn`.

@@ -326,7 +326,7 @@ async fn bulk_build(
 ) -> Result<Checkpoint, RebuildError> {
     let name = projection.name();
     let mut reader =
-        subscription::dedicated_connection(pool, &format!("rebuild {name} reader")).await?;
+        subscription::streaming_connection(pool, &format!("rebuild {name} reader")).await?;
     // The stream sorts one type's events of the whole table; with the default 4 MB it spills
     // to disk (an external merge) before the first row arrives.
     sqlx::query("SET work_mem = '256MB'")
