@@ -272,6 +272,7 @@ impl From<WaitError> for ApiError {
     fn from(error: WaitError) -> Self {
         match error {
             WaitError::TimedOut { .. } => Self::not_yet("projection_behind", error.to_string()),
+            WaitError::Parked { .. } => Self::not_yet("projection_parked", error.to_string()),
             WaitError::Database(error) => error.into(),
         }
     }

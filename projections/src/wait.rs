@@ -25,6 +25,19 @@ pub enum WaitError {
         /// How long it waited.
         waited: Duration,
     },
+    /// The projection passed the event but could not apply it: it is parked in
+    /// `dead_letters` (or waits behind a parked event of its aggregate) until an operator
+    /// retries or skips it. Answering with the row as it is would hide the write.
+    #[error(
+        "projection {name} could not apply the event at position {position}; it is parked in \
+         dead letters until an operator retries or skips it"
+    )]
+    Parked {
+        /// The projection.
+        name: String,
+        /// The position asked for.
+        position: i64,
+    },
     /// The database failed.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
@@ -72,7 +85,14 @@ pub async fn until_reached(
             }
         };
         if reached {
-            return Ok(());
+            return if parked(pool, name, position).await? {
+                Err(WaitError::Parked {
+                    name: name.to_owned(),
+                    position,
+                })
+            } else {
+                Ok(())
+            };
         }
         let now = Instant::now();
         if now >= deadline {
@@ -86,4 +106,16 @@ pub async fn until_reached(
             None => tokio::time::sleep(nap).await,
         }
     }
+}
+
+/// Whether `name` parked (or queued behind a parked event) the event at `position`.
+async fn parked(pool: &PgPool, name: &str, position: i64) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM dead_letters WHERE subscription = $1 \
+           AND global_position = $2 AND status IN ('parked', 'waiting'))",
+    )
+    .bind(name)
+    .bind(position)
+    .fetch_one(pool)
+    .await
 }

@@ -427,6 +427,13 @@ async fn an_event_the_stock_projection_cannot_apply_is_listed_and_can_be_skipped
     })
     .await;
     let id = parked["id"].as_i64().unwrap();
+    let position = parked["global_position"].as_i64().unwrap();
+    let (status, _, body) = problem(app.get_at("/api/v1/stock-items/GHOST", position).await).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("projection_parked")),
+        "a read that asks for a parked event is told so, not shown a row without it"
+    );
     let skip = app
         .post(&format!("/admin/dead-letters/{id}/skip"), &Value::Null)
         .await;
