@@ -24,6 +24,10 @@ pub struct Settings {
     /// `RESERVA_READ__WAIT_MS` (default `5000`): the longest a query with `min_position`
     /// waits for its projection before answering 503.
     pub read_wait: Duration,
+    /// `RESERVA_STRIPE__WEBHOOK_SECRET`: the endpoint secret Stripe signs webhooks with. When
+    /// unset a random one is made per process, so nothing outside can forge a webhook (the
+    /// simulated gateway signs with it in-process).
+    pub stripe_webhook_secret: String,
 }
 
 /// A variable that is set but unusable.
@@ -59,6 +63,10 @@ impl Settings {
             db_max_connections: var("RESERVA_DB__MAX_CONNECTIONS", 32)?,
             data_dir: var("RESERVA_DATA_DIR", PathBuf::from(".reserva"))?,
             read_wait: Duration::from_millis(var("RESERVA_READ__WAIT_MS", 5000)?),
+            stripe_webhook_secret: std::env::var("RESERVA_STRIPE__WEBHOOK_SECRET")
+                .ok()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| format!("whsec_{}", uuid::Uuid::new_v4().simple())),
         })
     }
 }

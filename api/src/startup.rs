@@ -46,6 +46,7 @@ impl Application {
             projections,
             rebuilds: Rebuilds::default(),
             read_wait: settings.read_wait,
+            webhook_secret: settings.stripe_webhook_secret.clone(),
             metrics: metrics::handle(),
             background,
         });

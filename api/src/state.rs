@@ -19,6 +19,8 @@ pub struct AppState {
     pub projections: Running,
     /// Rebuilds started over HTTP.
     pub rebuilds: Rebuilds,
+    /// Signs Stripe webhooks (`whsec_…`).
+    pub webhook_secret: String,
     /// Longest `min_position` wait.
     pub read_wait: Duration,
     /// Renders `GET /metrics`.

@@ -16,6 +16,7 @@
 //! - [`feed`]: the ordered feed of every committed event, and the in-process wake-up signal.
 //! - [`relay`]: wake-ups between processes (`LISTEN`/`NOTIFY` outside the append).
 //! - [`subscription`]: durable, single-runner subscribers with checkpoints.
+//! - [`provider_events`]: verified Stripe webhooks turned into Payment commands.
 //! - [`dead_letters`]: parked events, sequenced per aggregate, and operators' retry and skip.
 //!
 //! # Rules this crate keeps
@@ -29,6 +30,7 @@ pub mod error;
 pub mod feed;
 pub mod locks;
 pub mod metadata;
+pub mod provider_events;
 pub mod relay;
 pub mod repository;
 pub mod store;

@@ -100,6 +100,9 @@ impl Drop for TestApp {
     }
 }
 
+/// The Stripe endpoint secret of every test server.
+pub const WEBHOOK_SECRET: &str = "whsec_reserva_test";
+
 /// Starts the service on a fresh, migrated database.
 pub async fn spawn_app() -> TestApp {
     LazyLock::force(&TRACING);
@@ -114,6 +117,7 @@ pub async fn spawn_app() -> TestApp {
         db_max_connections: 16,
         data_dir: ".reserva".into(),
         read_wait: std::time::Duration::from_secs(10),
+        stripe_webhook_secret: WEBHOOK_SECRET.to_owned(),
     };
     let app = Application::build(&settings, pool.clone()).expect("build the app");
     let address = format!("http://127.0.0.1:{}", app.port());

@@ -7,6 +7,7 @@ pub mod orders;
 pub mod params;
 pub mod payments;
 pub mod stock_items;
+pub mod webhooks;
 
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
@@ -53,6 +54,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/dead-letters/{id}/skip").post(admin::skip_dead_letter)),
     )
     .service(resource("/metrics").get(admin::metrics))
+    .service(
+        resource("/webhooks/stripe")
+            .app_data(web::PayloadConfig::new(webhooks::MAX_BODY))
+            .post(webhooks::stripe),
+    )
     .service(web::resource("/health/live").get(health::live))
     .service(web::resource("/health/ready").get(health::ready));
 }

@@ -12,3 +12,4 @@ mod orders_and_bookings;
 mod projections;
 mod read_models;
 mod stock_items;
+mod webhooks;

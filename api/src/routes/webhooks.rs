@@ -1,0 +1,62 @@
+//! `POST /webhooks/stripe`: verified on the raw body before anything is parsed.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use commands::provider_events::{self, Outcome, Rejected};
+
+use crate::problem::ApiError;
+use crate::state::AppState;
+
+/// Largest body accepted (Stripe events are a few KiB).
+pub const MAX_BODY: usize = 256 * 1024;
+
+/// Applies a Stripe event. Duplicates and events Reserva does not act on answer 200 too, so
+/// Stripe stops delivering them; a bad signature answers 400 and records nothing.
+pub async fn stripe(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let Some(signature) = request
+        .headers()
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Err(ApiError::bad_request(
+            "missing_signature",
+            "the Stripe-Signature header is required",
+        ));
+    };
+    let Ok(payload) = std::str::from_utf8(&body) else {
+        return Err(ApiError::bad_request(
+            "malformed_event",
+            "the body is not UTF-8",
+        ));
+    };
+    let outcome = provider_events::receive(
+        &state.bus,
+        &state.pool,
+        payload,
+        signature,
+        &state.webhook_secret,
+    )
+    .await
+    .map_err(|error| match error {
+        Ok(rejected) => {
+            let code = match rejected {
+                Rejected::BadSignature => "invalid_signature",
+                Rejected::Stale => "stale_signature",
+                Rejected::BadHeader => "malformed_signature",
+                Rejected::Malformed(_) => "malformed_event",
+            };
+            ApiError::bad_request(code, rejected.to_string())
+        }
+        Err(error) => error.into(),
+    })?;
+    Ok(HttpResponse::Ok().json(match outcome {
+        Outcome::Applied {
+            payment_id,
+            position,
+        } => serde_json::json!({"received": true, "payment_id": payment_id, "position": position}),
+        Outcome::Ignored(why) => serde_json::json!({"received": true, "ignored": why}),
+    }))
+}

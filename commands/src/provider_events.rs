@@ -1,0 +1,203 @@
+//! Stripe webhooks turned into Payment commands.
+//!
+//! The signature is checked on the raw body before anything is parsed (HMAC-SHA256 over
+//! `{timestamp}.{body}` with the endpoint secret, 5-minute tolerance, by `stripe_webhook`).
+//! Every command carries the provider's event id, which the Payment aggregate remembers, so a
+//! duplicate delivery records nothing. Refunds are applied from the charge's *cumulative*
+//! refunded amount, so partial refunds delivered out of order still add up exactly once.
+
+use domain::payment::{Payment, PaymentCommand, PaymentError};
+use domain::{Currency, Money, PaymentId};
+use sqlx::PgPool;
+use stripe_webhook::{EventObject, Webhook, WebhookError};
+use uuid::Uuid;
+
+use crate::bus::CommandBus;
+use crate::error::CommandError;
+use crate::metadata::CommandMetadata;
+
+/// Why a delivery was refused (the caller answers 400 and records nothing).
+#[derive(Debug, thiserror::Error)]
+pub enum Rejected {
+    /// The signature does not match the body.
+    #[error("the Stripe-Signature does not match the body")]
+    BadSignature,
+    /// The signed timestamp is more than 5 minutes away from now.
+    #[error("the signed timestamp is outside the 5-minute tolerance")]
+    Stale,
+    /// The header is not `t=…,v1=…`.
+    #[error("the Stripe-Signature header is malformed")]
+    BadHeader,
+    /// Correctly signed but not a Stripe event.
+    #[error("the body is not a Stripe event: {0}")]
+    Malformed(String),
+}
+
+/// What a verified delivery did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A Payment changed (`position` of its last event).
+    Applied {
+        /// The payment.
+        payment_id: Uuid,
+        /// Its last event's global position.
+        position: Option<i64>,
+    },
+    /// The delivery changed nothing: a duplicate, a stale partial refund, a payment in a state
+    /// the event no longer moves, or an event type Reserva does not act on.
+    Ignored(String),
+}
+
+/// A verified event, reduced to what Reserva acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Action {
+    Succeeded,
+    Failed(String),
+    Canceled(String),
+    Refunded {
+        charge_id: String,
+        refunded_total: i64,
+        currency: String,
+    },
+}
+
+/// Verifies a delivery against `secret` and applies it.
+///
+/// # Errors
+/// `Err(Ok(Rejected))` for a delivery to refuse with 400; `Err(Err(CommandError))` when the
+/// store failed (the caller answers 5xx and Stripe delivers again).
+pub async fn receive(
+    bus: &CommandBus,
+    pool: &PgPool,
+    payload: &str,
+    signature: &str,
+    secret: &str,
+) -> Result<Outcome, Result<Rejected, CommandError<PaymentError>>> {
+    let event = Webhook::construct_event(payload, signature, secret).map_err(|e| {
+        Ok(match e {
+            WebhookError::BadSignature | WebhookError::BadKey => Rejected::BadSignature,
+            WebhookError::BadTimestamp(_) => Rejected::Stale,
+            WebhookError::BadHeader(_) => Rejected::BadHeader,
+            WebhookError::BadParse(message) => Rejected::Malformed(message),
+        })
+    })?;
+    let event_id = event.id.as_str().to_owned();
+    let (action, intent_id, metadata) = match event.data.object {
+        EventObject::PaymentIntentSucceeded(intent) => {
+            (Action::Succeeded, intent.id.as_str().to_owned(), intent.metadata)
+        }
+        EventObject::PaymentIntentPaymentFailed(intent) => {
+            let reason = intent
+                .last_payment_error
+                .as_ref()
+                .and_then(|e| e.message.clone())
+                .unwrap_or_else(|| "the payment failed".to_owned());
+            (Action::Failed(reason), intent.id.as_str().to_owned(), intent.metadata)
+        }
+        EventObject::PaymentIntentCanceled(intent) => {
+            let reason = "canceled at the provider".to_owned();
+            (Action::Canceled(reason), intent.id.as_str().to_owned(), intent.metadata)
+        }
+        EventObject::ChargeRefunded(charge) => {
+            let Some(intent) = charge.payment_intent.as_ref() else {
+                return Ok(Outcome::Ignored("a refunded charge without an intent".to_owned()));
+            };
+            let action = Action::Refunded {
+                charge_id: charge.id.as_str().to_owned(),
+                refunded_total: charge.amount_refunded,
+                currency: charge.currency.to_string(),
+            };
+            (action, intent.id().as_str().to_owned(), charge.metadata)
+        }
+        _ => {
+            tracing::info!(event_id, kind = %event.type_, "Stripe event acknowledged and ignored");
+            return Ok(Outcome::Ignored(format!("{} is not acted on", event.type_)));
+        }
+    };
+    let payment_id = match metadata.get("payment_id").and_then(|id| id.parse().ok()) {
+        Some(id) => Some(id),
+        None => payment_of_intent(pool, &intent_id)
+            .await
+            .map_err(|e| Err(CommandError::from_sqlx(e)))?,
+    };
+    let Some(payment_id) = payment_id else {
+        tracing::warn!(event_id, intent_id, "Stripe event for an intent Reserva does not know");
+        return Ok(Outcome::Ignored(format!("no payment for intent {intent_id}")));
+    };
+    apply(bus, PaymentId(payment_id), &event_id, action)
+        .await
+        .map_err(Err)
+}
+
+/// The payment whose intent is `intent_id`, from the payments read model.
+async fn payment_of_intent(pool: &PgPool, intent_id: &str) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar("SELECT id FROM rm_payments WHERE provider_intent_id = $1")
+        .bind(intent_id)
+        .fetch_optional(pool)
+        .await
+}
+
+async fn apply(
+    bus: &CommandBus,
+    payment_id: PaymentId,
+    event_id: &str,
+    action: Action,
+) -> Result<Outcome, CommandError<PaymentError>> {
+    let id = payment_id.to_string();
+    let provider_event_id = event_id.to_owned();
+    let command = match action {
+        Action::Succeeded => PaymentCommand::Succeed { provider_event_id },
+        Action::Failed(reason) => PaymentCommand::Fail {
+            provider_event_id,
+            reason,
+        },
+        Action::Canceled(reason) => PaymentCommand::Cancel {
+            provider_event_id: Some(provider_event_id),
+            reason,
+        },
+        Action::Refunded {
+            charge_id,
+            refunded_total,
+            currency,
+        } => {
+            let payment = bus.load::<Payment>(&id).await?;
+            let already = payment.refunded().map_or(0, |m| m.amount);
+            let delta = refunded_total - already;
+            if delta <= 0 {
+                return Ok(Outcome::Ignored(format!(
+                    "refunds up to {refunded_total} are already recorded"
+                )));
+            }
+            let amount = Currency::parse(&currency.to_ascii_uppercase())
+                .ok()
+                .and_then(|c| Money::new(delta, c).ok());
+            let Some(amount) = amount else {
+                return Ok(Outcome::Ignored(format!("unusable refund currency {currency}")));
+            };
+            PaymentCommand::Refund {
+                provider_event_id: Some(provider_event_id),
+                // One id per cumulative state of the charge: a redelivery of the same state
+                // is the same refund.
+                refund_id: format!("{charge_id}:{refunded_total}"),
+                amount,
+            }
+        }
+    };
+    let metadata = CommandMetadata::system("stripe");
+    match bus.execute::<Payment>(&id, command, &metadata).await {
+        Ok(committed) if committed.events == 0 => Ok(Outcome::Ignored(format!(
+            "event {event_id} was already applied to payment {id}"
+        ))),
+        Ok(committed) => Ok(Outcome::Applied {
+            payment_id: payment_id.0,
+            position: committed.position,
+        }),
+        // The provider's word cannot be refused; what the aggregate will not take changes
+        // nothing and is acknowledged (e.g. a failure after success, or an unknown payment).
+        Err(CommandError::Rejected(reason)) => {
+            tracing::warn!(event_id, payment = %id, %reason, "Stripe event changes nothing");
+            Ok(Outcome::Ignored(reason.to_string()))
+        }
+        Err(error) => Err(error),
+    }
+}
