@@ -16,6 +16,7 @@
 //! - [`feed`]: the ordered feed of every committed event, and the in-process wake-up signal.
 //! - [`relay`]: wake-ups between processes (`LISTEN`/`NOTIFY` outside the append).
 //! - [`subscription`]: durable, single-runner subscribers with checkpoints.
+//! - [`gateway`]: the payment provider (Stripe or simulated) behind retries and a breaker.
 //! - [`provider_events`]: verified Stripe webhooks turned into Payment commands.
 //! - [`dead_letters`]: parked events, sequenced per aggregate, and operators' retry and skip.
 //!
@@ -28,6 +29,7 @@ pub mod cache;
 pub mod dead_letters;
 pub mod error;
 pub mod feed;
+pub mod gateway;
 pub mod locks;
 pub mod metadata;
 pub mod provider_events;

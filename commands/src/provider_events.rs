@@ -83,24 +83,36 @@ pub async fn receive(
     })?;
     let event_id = event.id.as_str().to_owned();
     let (action, intent_id, metadata) = match event.data.object {
-        EventObject::PaymentIntentSucceeded(intent) => {
-            (Action::Succeeded, intent.id.as_str().to_owned(), intent.metadata)
-        }
+        EventObject::PaymentIntentSucceeded(intent) => (
+            Action::Succeeded,
+            intent.id.as_str().to_owned(),
+            intent.metadata,
+        ),
         EventObject::PaymentIntentPaymentFailed(intent) => {
             let reason = intent
                 .last_payment_error
                 .as_ref()
                 .and_then(|e| e.message.clone())
                 .unwrap_or_else(|| "the payment failed".to_owned());
-            (Action::Failed(reason), intent.id.as_str().to_owned(), intent.metadata)
+            (
+                Action::Failed(reason),
+                intent.id.as_str().to_owned(),
+                intent.metadata,
+            )
         }
         EventObject::PaymentIntentCanceled(intent) => {
             let reason = "canceled at the provider".to_owned();
-            (Action::Canceled(reason), intent.id.as_str().to_owned(), intent.metadata)
+            (
+                Action::Canceled(reason),
+                intent.id.as_str().to_owned(),
+                intent.metadata,
+            )
         }
         EventObject::ChargeRefunded(charge) => {
             let Some(intent) = charge.payment_intent.as_ref() else {
-                return Ok(Outcome::Ignored("a refunded charge without an intent".to_owned()));
+                return Ok(Outcome::Ignored(
+                    "a refunded charge without an intent".to_owned(),
+                ));
             };
             let action = Action::Refunded {
                 charge_id: charge.id.as_str().to_owned(),
@@ -121,8 +133,14 @@ pub async fn receive(
             .map_err(|e| Err(CommandError::from_sqlx(e)))?,
     };
     let Some(payment_id) = payment_id else {
-        tracing::warn!(event_id, intent_id, "Stripe event for an intent Reserva does not know");
-        return Ok(Outcome::Ignored(format!("no payment for intent {intent_id}")));
+        tracing::warn!(
+            event_id,
+            intent_id,
+            "Stripe event for an intent Reserva does not know"
+        );
+        return Ok(Outcome::Ignored(format!(
+            "no payment for intent {intent_id}"
+        )));
     };
     apply(bus, PaymentId(payment_id), &event_id, action)
         .await
@@ -172,7 +190,9 @@ async fn apply(
                 .ok()
                 .and_then(|c| Money::new(delta, c).ok());
             let Some(amount) = amount else {
-                return Ok(Outcome::Ignored(format!("unusable refund currency {currency}")));
+                return Ok(Outcome::Ignored(format!(
+                    "unusable refund currency {currency}"
+                )));
             };
             PaymentCommand::Refund {
                 provider_event_id: Some(provider_event_id),

@@ -7,6 +7,7 @@ mod dead_letters;
 mod event_store;
 mod failover;
 mod feed;
+mod gateway;
 mod migrations;
 mod orders_and_bookings;
 mod projections;

@@ -1,0 +1,133 @@
+//! Stripe through async-stripe: one attempt per call, under the caller's idempotency key.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use domain::{Money, Owner};
+use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
+use stripe_core::payment_intent::{
+    CancelPaymentIntent, CancelPaymentIntentCancellationReason, CreatePaymentIntent,
+};
+use stripe_core::refund::CreateRefund;
+use stripe_types::Currency;
+
+use super::{GatewayError, Intent, IntentRequest, PaymentGateway};
+
+/// The real provider. Retries are deliberately not async-stripe's: its retry strategies either
+/// invent a new idempotency key per call or send none, so [`super::Resilient`] loops with
+/// [`RequestStrategy::Idempotent`] and the same key instead.
+pub struct StripeGateway {
+    client: Client,
+}
+
+impl StripeGateway {
+    /// A client for `secret_key`; `base_url` points it at a fake server in tests (default
+    /// `https://api.stripe.com/`); `timeout` bounds each attempt.
+    ///
+    /// # Errors
+    /// [`GatewayError::Unavailable`] when the client cannot be built (bad URL, TLS set-up).
+    pub fn new(
+        secret_key: &str,
+        base_url: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Self, GatewayError> {
+        let mut builder = ClientBuilder::new(secret_key).timeout(timeout);
+        if let Some(url) = base_url {
+            builder = builder.url(url);
+        }
+        let client = builder.build().map_err(map_error)?;
+        Ok(Self { client })
+    }
+}
+
+#[async_trait::async_trait]
+impl PaymentGateway for StripeGateway {
+    fn provider(&self) -> &'static str {
+        "stripe"
+    }
+
+    async fn create_intent(&self, request: &IntentRequest) -> Result<Intent, GatewayError> {
+        let mut metadata =
+            HashMap::from([("payment_id".to_owned(), request.payment_id.to_string())]);
+        match request.owner {
+            Owner::Order(id) => metadata.insert("order_id".to_owned(), id.to_string()),
+            Owner::Booking(id) => metadata.insert("booking_id".to_owned(), id.to_string()),
+        };
+        let intent = CreatePaymentIntent::new(request.amount.amount, currency(request.amount))
+            .metadata(metadata)
+            .customize()
+            .request_strategy(idempotent(&super::create_key(request.payment_id))?)
+            .send(&self.client)
+            .await
+            .map_err(map_error)?;
+        Ok(Intent {
+            id: intent.id.as_str().to_owned(),
+            client_secret: intent.client_secret,
+        })
+    }
+
+    async fn cancel_intent(&self, intent_id: &str) -> Result<(), GatewayError> {
+        CancelPaymentIntent::new(intent_id)
+            .cancellation_reason(CancelPaymentIntentCancellationReason::Abandoned)
+            .customize()
+            .request_strategy(idempotent(&super::cancel_key(intent_id))?)
+            .send(&self.client)
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn refund(
+        &self,
+        intent_id: &str,
+        amount: Money,
+        refund_key: &str,
+    ) -> Result<String, GatewayError> {
+        let refund = CreateRefund::new()
+            .payment_intent(intent_id)
+            .amount(amount.amount)
+            .customize()
+            .request_strategy(idempotent(&super::refund_key(refund_key))?)
+            .send(&self.client)
+            .await
+            .map_err(map_error)?;
+        Ok(refund.id.as_str().to_owned())
+    }
+}
+
+/// Stripe's currency codes are the ISO codes in lower case.
+fn currency(amount: Money) -> Currency {
+    let code = amount.currency.as_str().to_ascii_lowercase();
+    match Currency::from_str(&code) {
+        Ok(currency) => currency,
+        Err(never) => match never {},
+    }
+}
+
+fn idempotent(key: &str) -> Result<RequestStrategy, GatewayError> {
+    let key = IdempotencyKey::new(key)
+        .map_err(|e| GatewayError::Declined(format!("unusable idempotency key: {e}")))?;
+    Ok(RequestStrategy::Idempotent(key))
+}
+
+/// A 4xx is Stripe's considered refusal, except 409 (a concurrent request with the same key)
+/// and 429 (rate limit), which a later attempt with the same key can get past.
+fn map_error(error: StripeError) -> GatewayError {
+    match error {
+        StripeError::Stripe(errors, status)
+            if (400..500).contains(&status) && status != 409 && status != 429 =>
+        {
+            let message = errors
+                .message
+                .clone()
+                .unwrap_or_else(|| format!("stripe answered {status}"));
+            GatewayError::Declined(message)
+        }
+        StripeError::Stripe(errors, status) => GatewayError::Unavailable(format!(
+            "stripe answered {status}: {}",
+            errors.message.as_deref().unwrap_or("no message")
+        )),
+        other => GatewayError::Unavailable(other.to_string()),
+    }
+}
