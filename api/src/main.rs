@@ -6,7 +6,7 @@ use api::configuration::Settings;
 use api::startup::Application;
 use api::{database, operate, telemetry};
 use clap::Parser;
-use commands::dead_letters::Action;
+use commands::feed::dead_letters::Action;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -1,8 +1,8 @@
 //! The operator subcommands: `rebuild`, `projections`, `dead-letters`.
 
 use anyhow::{Context, bail};
-use commands::dead_letters::{self, Action, Requested};
-use commands::subscription::SubscriptionOptions;
+use commands::feed::dead_letters::{self, Action, Requested};
+use commands::feed::subscription::SubscriptionOptions;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use projections::read_model::Projection;
 use projections::rebuild::{self, Phase, Progress};

@@ -13,12 +13,14 @@
 //! - [`locks`]: in-process serialization of commands per aggregate.
 //! - [`metadata`]: [`CommandMetadata`] stored with each event.
 //! - [`error`]: the `CommandError` type.
-//! - [`feed`]: the ordered feed of every committed event, and the in-process wake-up signal.
-//! - [`relay`]: wake-ups between processes (`LISTEN`/`NOTIFY` outside the append).
-//! - [`subscription`]: durable, single-runner subscribers with checkpoints.
-//! - [`gateway`]: the payment provider (Stripe or simulated) behind retries and a breaker.
+//! - [`feed`]: the ordered feed of every committed event and the in-process wake-up signal;
+//!   [`feed::relay`]: wake-ups between processes (`LISTEN`/`NOTIFY` outside the append);
+//!   [`feed::subscription`]: durable, single-runner subscribers with checkpoints;
+//!   [`feed::dead_letters`]: parked events, sequenced per aggregate, and operators' retry and
+//!   skip.
+//! - [`payment_gateway`]: the payment provider (Stripe or simulated) behind retries and a
+//!   breaker.
 //! - [`provider_events`]: verified Stripe webhooks turned into Payment commands.
-//! - [`dead_letters`]: parked events, sequenced per aggregate, and operators' retry and skip.
 //!
 //! # Rules this crate keeps
 //! Depends on `domain`, never on HTTP or on the read side.
@@ -26,17 +28,14 @@
 
 pub mod bus;
 pub mod cache;
-pub mod dead_letters;
 pub mod error;
 pub mod feed;
-pub mod gateway;
 pub mod locks;
 pub mod metadata;
+pub mod payment_gateway;
 pub mod provider_events;
-pub mod relay;
 pub mod repository;
 pub mod store;
-pub mod subscription;
 
 pub use bus::{CommandBus, Committed, RetryPolicy};
 pub use error::CommandError;

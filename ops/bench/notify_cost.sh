@@ -2,7 +2,7 @@
 # What a NOTIFY inside the appending transaction would cost: pgbench on an events-shaped table,
 # one INSERT per transaction with and without `NOTIFY` in the same transaction. NOTIFY takes a
 # cluster-wide lock at commit, serializing concurrent committers; Reserva therefore notifies
-# after commit, from one task (commands/src/relay.rs).
+# after commit, from one task (commands/src/feed/relay.rs).
 #
 # Usage: ops/bench/notify_cost.sh [ADMIN_URL] [seconds] [clients...]
 set -euo pipefail

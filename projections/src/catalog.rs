@@ -1,7 +1,7 @@
 //! Every projection the service runs, and starting them.
 
 use commands::FeedSignal;
-use commands::subscription::{Subscription, SubscriptionHandle, SubscriptionOptions};
+use commands::feed::subscription::{Subscription, SubscriptionHandle, SubscriptionOptions};
 use sqlx::PgPool;
 
 use crate::models::bookings::Bookings;

@@ -10,7 +10,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use commands::FeedEvent;
-use commands::subscription::{Handler, HandlerError};
+use commands::feed::subscription::{Handler, HandlerError};
 use cqrs_es::Aggregate;
 use serde::Serialize;
 use serde::de::DeserializeOwned;

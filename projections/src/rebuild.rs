@@ -8,8 +8,8 @@
 //! empty or half-built one.
 
 use commands::Checkpoint;
+use commands::feed::subscription::{self, Handler};
 use commands::feed::{self, FeedEvent};
-use commands::subscription::{self, Handler};
 use futures::TryStreamExt;
 use sqlx::{PgConnection, PgPool};
 use std::sync::Arc;
@@ -206,7 +206,7 @@ async fn build_and_swap(
     }
     subscription::ensure_row(conn, name).await?;
     subscription::store_checkpoint(conn, name, head).await?;
-    commands::dead_letters::supersede(conn, name).await?;
+    commands::feed::dead_letters::supersede(conn, name).await?;
     sqlx::query("COMMIT").execute(&mut *conn).await?;
     sqlx::query(&format!("DROP TABLE {old}"))
         .execute(&mut *conn)
@@ -361,7 +361,7 @@ async fn bulk_build(
             }
         }
     });
-    let handler_error = |e: commands::subscription::HandlerError| RebuildError::Handler {
+    let handler_error = |e: commands::feed::subscription::HandlerError| RebuildError::Handler {
         name: name.to_owned(),
         message: e.to_string(),
     };

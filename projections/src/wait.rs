@@ -2,7 +2,7 @@
 
 use commands::Checkpoint;
 use commands::feed;
-use commands::subscription;
+use commands::feed::subscription;
 use sqlx::PgPool;
 use std::time::Duration;
 use tokio::sync::watch;

@@ -339,7 +339,7 @@ pub async fn wait_until_caught_up(pool: &PgPool, name: &str) -> commands::Checkp
     let end = feed_end(pool).await;
     eventually(&format!("subscription {name} to reach {end}"), || async {
         let mut conn = pool.acquire().await.expect("connection");
-        let at = commands::subscription::stored_checkpoint(&mut conn, name)
+        let at = commands::feed::subscription::stored_checkpoint(&mut conn, name)
             .await
             .expect("stored checkpoint");
         (at >= end).then_some(())
@@ -382,9 +382,10 @@ impl TestApp {
     /// the pool, as another process would: the lock holds until the connection is closed
     /// or dropped.
     pub async fn hold_lock(&self, lock: &str) -> sqlx::PgConnection {
-        let mut conn = commands::subscription::dedicated_connection(&self.pool, "test lock holder")
-            .await
-            .expect("a connection of its own");
+        let mut conn =
+            commands::feed::subscription::dedicated_connection(&self.pool, "test lock holder")
+                .await
+                .expect("a connection of its own");
         sqlx::query(lock)
             .execute(&mut conn)
             .await

@@ -1,7 +1,7 @@
 //! Operations: projections and their rebuilds, dead letters.
 
 use actix_web::{HttpResponse, web};
-use commands::dead_letters::{self, Action, Requested};
+use commands::feed::dead_letters::{self, Action, Requested};
 use projections::{catalog, status};
 use serde::{Deserialize, Serialize};
 

@@ -2,7 +2,9 @@
 //! nothing twice: the batch rolls back with its checkpoint, and the next runner redoes it.
 
 use async_trait::async_trait;
-use commands::subscription::{self, Handler, HandlerError, Subscription, SubscriptionOptions};
+use commands::feed::subscription::{
+    self, Handler, HandlerError, Subscription, SubscriptionOptions,
+};
 use commands::{Checkpoint, CommandBus, CommandError, CommandMetadata, FeedEvent};
 use domain::stock_item::{ReleaseReason, StockItem, StockItemCommand, StockKind};
 use domain::{Currency, Money, OrderId, Owner, Quantity, ReservationId, Sku};

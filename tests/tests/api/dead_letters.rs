@@ -2,8 +2,8 @@
 //! flows; an operator's retry or skip releases the chain in order.
 
 use async_trait::async_trait;
-use commands::dead_letters::{self, Action, DeadLetter, Requested};
-use commands::subscription::{
+use commands::feed::dead_letters::{self, Action, DeadLetter, Requested};
+use commands::feed::subscription::{
     Handler, HandlerError, Subscription, SubscriptionHandle, SubscriptionOptions,
 };
 use commands::{CommandBus, CommandMetadata, FeedEvent};

@@ -2,7 +2,7 @@
 //! when the one holding the subscription dies the other takes over without a gap.
 
 use async_trait::async_trait;
-use commands::subscription::{Handler, HandlerError, Subscription, SubscriptionOptions};
+use commands::feed::subscription::{Handler, HandlerError, Subscription, SubscriptionOptions};
 use commands::{CommandBus, CommandMetadata, FeedEvent, FeedSignal};
 use domain::stock_item::{StockItem, StockItemCommand, StockKind};
 use domain::{Currency, Money, Quantity, Sku};

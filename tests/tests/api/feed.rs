@@ -1,8 +1,10 @@
 //! The ordered feed: a transaction that commits after a later one is never skipped.
 
 use async_trait::async_trait;
+use commands::feed::subscription::{
+    self, Handler, HandlerError, Subscription, SubscriptionOptions,
+};
 use commands::feed::{self, Checkpoint};
-use commands::subscription::{self, Handler, HandlerError, Subscription, SubscriptionOptions};
 use commands::{CommandMetadata, FeedEvent, FeedSignal};
 use domain::stock_item::{StockItemEvent, StockKind};
 use domain::{Currency, Money, Sku};

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use commands::CommandMetadata;
-use commands::gateway::{
-    GatewayError, IntentRequest, PaymentGateway, ResiliencePolicy, Resilient, SimulatedGateway,
-    StripeGateway,
+use commands::payment_gateway::{
+    IntentRequest, PaymentGateway, PaymentGatewayError, ResiliencePolicy, Resilient,
+    SimulatedGateway, StripeGateway,
 };
 use domain::payment::{Payment, PaymentCommand};
 use domain::{Currency, Money, OrderId, Owner, PaymentId};
@@ -236,7 +236,9 @@ async fn a_declined_card_is_not_retried() {
 
     assert_eq!(
         outcome,
-        Err(GatewayError::Declined("Your card was declined.".to_owned()))
+        Err(PaymentGatewayError::Declined(
+            "Your card was declined.".to_owned()
+        ))
     );
     assert_eq!(fake.received().len(), 1);
 }
@@ -256,10 +258,10 @@ async fn after_three_consecutive_failures_the_circuit_opens_without_calling_stri
 
     // Assert
     assert!(
-        matches!(first, Err(GatewayError::Unavailable(_))),
+        matches!(first, Err(PaymentGatewayError::Unavailable(_))),
         "{first:?}"
     );
-    assert_eq!(second, Err(GatewayError::CircuitOpen));
+    assert_eq!(second, Err(PaymentGatewayError::CircuitOpen));
     assert_eq!(fake.received().len(), 3, "the open circuit sent nothing");
 }
 

@@ -13,7 +13,7 @@
 //!   never straddles a swap.
 //! - **Failures are sequenced per aggregate**: a failing event is retried with back-off, then
 //!   parked in `dead_letters`; later events of that aggregate wait behind it while the other
-//!   aggregates keep flowing (see [`crate::dead_letters`]).
+//!   aggregates keep flowing (see [`crate::feed::dead_letters`]).
 
 use async_trait::async_trait;
 use rand::Rng;
@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::dead_letters::{self, AggregateKey};
+use crate::feed::dead_letters::{self, AggregateKey};
 use crate::feed::{self, Checkpoint, FeedEvent, FeedSignal};
 
 /// What a subscriber does with events.

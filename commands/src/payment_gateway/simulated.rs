@@ -13,7 +13,7 @@ use domain::{Money, Owner, PaymentId};
 use serde_json::{Value, json};
 use stripe_webhook::Webhook;
 
-use super::{GatewayError, Intent, IntentRequest, PaymentGateway};
+use super::{Intent, IntentRequest, PaymentGateway, PaymentGatewayError};
 
 /// Deliveries of one event before it is given up and logged.
 const DELIVERY_ATTEMPTS: u32 = 5;
@@ -176,7 +176,7 @@ impl PaymentGateway for SimulatedGateway {
         "simulated"
     }
 
-    async fn create_intent(&self, request: &IntentRequest) -> Result<Intent, GatewayError> {
+    async fn create_intent(&self, request: &IntentRequest) -> Result<Intent, PaymentGatewayError> {
         let id = format!("pi_sim_{}", request.payment_id.0.simple());
         let intent = Intent {
             client_secret: Some(format!("{id}_secret_sim")),
@@ -208,18 +208,18 @@ impl PaymentGateway for SimulatedGateway {
         Ok(intent)
     }
 
-    async fn cancel_intent(&self, intent_id: &str) -> Result<(), GatewayError> {
+    async fn cancel_intent(&self, intent_id: &str) -> Result<(), PaymentGatewayError> {
         let body = {
             let mut intents = self.shared.intents();
             let Some(intent) = intents.get_mut(intent_id) else {
-                return Err(GatewayError::Declined(format!(
+                return Err(PaymentGatewayError::Declined(format!(
                     "no such intent {intent_id}"
                 )));
             };
             match intent.status {
                 "canceled" => return Ok(()),
                 "succeeded" => {
-                    return Err(GatewayError::Declined(
+                    return Err(PaymentGatewayError::Declined(
                         "a succeeded intent cannot be canceled".to_owned(),
                     ));
                 }
@@ -236,11 +236,11 @@ impl PaymentGateway for SimulatedGateway {
         intent_id: &str,
         amount: Money,
         refund_key: &str,
-    ) -> Result<String, GatewayError> {
+    ) -> Result<String, PaymentGatewayError> {
         let (refund_id, body) = {
             let mut intents = self.shared.intents();
             let Some(intent) = intents.get_mut(intent_id) else {
-                return Err(GatewayError::Declined(format!(
+                return Err(PaymentGatewayError::Declined(format!(
                     "no such intent {intent_id}"
                 )));
             };
@@ -248,12 +248,14 @@ impl PaymentGateway for SimulatedGateway {
                 return Ok(refund_id.clone());
             }
             if intent.status != "succeeded" {
-                return Err(GatewayError::Declined("the intent is not paid".to_owned()));
+                return Err(PaymentGatewayError::Declined(
+                    "the intent is not paid".to_owned(),
+                ));
             }
             if amount.currency != intent.amount.currency
                 || intent.refunded + amount.amount > intent.amount.amount
             {
-                return Err(GatewayError::Declined(
+                return Err(PaymentGatewayError::Declined(
                     "the refund exceeds what was paid".to_owned(),
                 ));
             }

@@ -2,7 +2,7 @@
 //!
 //! Retries come from `backon` (exponential backoff with jitter) and the breaker from `failsafe`
 //! (consecutive failures, constant cool-down), both small and MIT/Apache-licensed, rather than
-//! hand-written. Only [`GatewayError::Unavailable`] is retried or counted against the breaker:
+//! hand-written. Only [`PaymentGatewayError::Unavailable`] is retried or counted against the breaker:
 //! a decline is the provider working correctly. Retrying is safe because every attempt of a
 //! call re-sends the same deterministic idempotency key.
 
@@ -16,7 +16,7 @@ use failsafe::failure_policy::{self, ConsecutiveFailures};
 use failsafe::futures::CircuitBreaker;
 use failsafe::{Config, StateMachine};
 
-use super::{GatewayError, Intent, IntentRequest, PaymentGateway};
+use super::{Intent, IntentRequest, PaymentGateway, PaymentGatewayError};
 
 /// How hard [`Resilient`] tries before giving up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +53,7 @@ type Breaker = StateMachine<ConsecutiveFailures<Constant>, ()>;
 /// A gateway that times out, retries and stops calling a provider that keeps failing.
 ///
 /// The breaker counts attempts, not calls: after `failure_threshold` consecutive unavailable
-/// attempts it answers [`GatewayError::CircuitOpen`] without calling for `cool_down`, then lets
+/// attempts it answers [`PaymentGatewayError::CircuitOpen`] without calling for `cool_down`, then lets
 /// calls through half-open; the first failure there re-opens it and the first success closes it.
 /// Every call is counted in `reserva_gateway_calls_total{provider,operation,outcome}`.
 pub struct Resilient<G> {
@@ -83,27 +83,32 @@ impl<G: PaymentGateway> Resilient<G> {
         &self.inner
     }
 
-    async fn run<T, F, Fut>(&self, operation: &'static str, call: F) -> Result<T, GatewayError>
+    async fn run<T, F, Fut>(
+        &self,
+        operation: &'static str,
+        call: F,
+    ) -> Result<T, PaymentGatewayError>
     where
         F: Fn() -> Fut,
-        Fut: Future<Output = Result<T, GatewayError>>,
+        Fut: Future<Output = Result<T, PaymentGatewayError>>,
     {
         let attempt = || async {
             let timed = async {
                 tokio::time::timeout(self.policy.attempt_timeout, call())
                     .await
                     .unwrap_or_else(|_| {
-                        Err(GatewayError::Unavailable(format!(
+                        Err(PaymentGatewayError::Unavailable(format!(
                             "no answer within {:?}",
                             self.policy.attempt_timeout
                         )))
                     })
             };
-            let unavailable = |e: &GatewayError| matches!(e, GatewayError::Unavailable(_));
+            let unavailable =
+                |e: &PaymentGatewayError| matches!(e, PaymentGatewayError::Unavailable(_));
             match self.breaker.call_with(unavailable, timed).await {
                 Ok(value) => Ok(value),
                 Err(failsafe::Error::Inner(error)) => Err(error),
-                Err(failsafe::Error::Rejected) => Err(GatewayError::CircuitOpen),
+                Err(failsafe::Error::Rejected) => Err(PaymentGatewayError::CircuitOpen),
             }
         };
         let backoff = ExponentialBuilder::default()
@@ -114,14 +119,14 @@ impl<G: PaymentGateway> Resilient<G> {
         let outcome = attempt
             .retry(backoff)
             .sleep(tokio::time::sleep)
-            .when(|e| matches!(e, GatewayError::Unavailable(_)))
+            .when(|e| matches!(e, PaymentGatewayError::Unavailable(_)))
             .notify(|error, delay| {
                 tracing::warn!(operation, %error, ?delay, "payment gateway attempt failed; retrying");
             })
             .await;
         let label = outcome
             .as_ref()
-            .map_or_else(GatewayError::outcome, |_| "ok");
+            .map_or_else(PaymentGatewayError::outcome, |_| "ok");
         metrics::counter!(
             "reserva_gateway_calls_total",
             "provider" => self.inner.provider(),
@@ -139,12 +144,12 @@ impl<G: PaymentGateway> PaymentGateway for Resilient<G> {
         self.inner.provider()
     }
 
-    async fn create_intent(&self, request: &IntentRequest) -> Result<Intent, GatewayError> {
+    async fn create_intent(&self, request: &IntentRequest) -> Result<Intent, PaymentGatewayError> {
         self.run("create_intent", || self.inner.create_intent(request))
             .await
     }
 
-    async fn cancel_intent(&self, intent_id: &str) -> Result<(), GatewayError> {
+    async fn cancel_intent(&self, intent_id: &str) -> Result<(), PaymentGatewayError> {
         self.run("cancel_intent", || self.inner.cancel_intent(intent_id))
             .await
     }
@@ -154,7 +159,7 @@ impl<G: PaymentGateway> PaymentGateway for Resilient<G> {
         intent_id: &str,
         amount: Money,
         refund_key: &str,
-    ) -> Result<String, GatewayError> {
+    ) -> Result<String, PaymentGatewayError> {
         self.run("refund", || {
             self.inner.refund(intent_id, amount, refund_key)
         })

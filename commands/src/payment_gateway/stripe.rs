@@ -12,7 +12,7 @@ use stripe_core::payment_intent::{
 use stripe_core::refund::CreateRefund;
 use stripe_types::Currency;
 
-use super::{GatewayError, Intent, IntentRequest, PaymentGateway};
+use super::{Intent, IntentRequest, PaymentGateway, PaymentGatewayError};
 
 /// The real provider. Retries are deliberately not async-stripe's: its retry strategies either
 /// invent a new idempotency key per call or send none, so [`super::Resilient`] loops with
@@ -26,12 +26,12 @@ impl StripeGateway {
     /// `https://api.stripe.com/`); `timeout` bounds each attempt.
     ///
     /// # Errors
-    /// [`GatewayError::Unavailable`] when the client cannot be built (bad URL, TLS set-up).
+    /// [`PaymentGatewayError::Unavailable`] when the client cannot be built (bad URL, TLS set-up).
     pub fn new(
         secret_key: &str,
         base_url: Option<&str>,
         timeout: Duration,
-    ) -> Result<Self, GatewayError> {
+    ) -> Result<Self, PaymentGatewayError> {
         let mut builder = ClientBuilder::new(secret_key).timeout(timeout);
         if let Some(url) = base_url {
             builder = builder.url(url);
@@ -47,7 +47,7 @@ impl PaymentGateway for StripeGateway {
         "stripe"
     }
 
-    async fn create_intent(&self, request: &IntentRequest) -> Result<Intent, GatewayError> {
+    async fn create_intent(&self, request: &IntentRequest) -> Result<Intent, PaymentGatewayError> {
         let mut metadata =
             HashMap::from([("payment_id".to_owned(), request.payment_id.to_string())]);
         match request.owner {
@@ -67,7 +67,7 @@ impl PaymentGateway for StripeGateway {
         })
     }
 
-    async fn cancel_intent(&self, intent_id: &str) -> Result<(), GatewayError> {
+    async fn cancel_intent(&self, intent_id: &str) -> Result<(), PaymentGatewayError> {
         CancelPaymentIntent::new(intent_id)
             .cancellation_reason(CancelPaymentIntentCancellationReason::Abandoned)
             .customize()
@@ -83,7 +83,7 @@ impl PaymentGateway for StripeGateway {
         intent_id: &str,
         amount: Money,
         refund_key: &str,
-    ) -> Result<String, GatewayError> {
+    ) -> Result<String, PaymentGatewayError> {
         let refund = CreateRefund::new()
             .payment_intent(intent_id)
             .amount(amount.amount)
@@ -105,15 +105,15 @@ fn currency(amount: Money) -> Currency {
     }
 }
 
-fn idempotent(key: &str) -> Result<RequestStrategy, GatewayError> {
+fn idempotent(key: &str) -> Result<RequestStrategy, PaymentGatewayError> {
     let key = IdempotencyKey::new(key)
-        .map_err(|e| GatewayError::Declined(format!("unusable idempotency key: {e}")))?;
+        .map_err(|e| PaymentGatewayError::Declined(format!("unusable idempotency key: {e}")))?;
     Ok(RequestStrategy::Idempotent(key))
 }
 
 /// A 4xx is Stripe's considered refusal, except 409 (a concurrent request with the same key)
 /// and 429 (rate limit), which a later attempt with the same key can get past.
-fn map_error(error: StripeError) -> GatewayError {
+fn map_error(error: StripeError) -> PaymentGatewayError {
     match error {
         StripeError::Stripe(errors, status)
             if (400..500).contains(&status) && status != 409 && status != 429 =>
@@ -122,12 +122,12 @@ fn map_error(error: StripeError) -> GatewayError {
                 .message
                 .clone()
                 .unwrap_or_else(|| format!("stripe answered {status}"));
-            GatewayError::Declined(message)
+            PaymentGatewayError::Declined(message)
         }
-        StripeError::Stripe(errors, status) => GatewayError::Unavailable(format!(
+        StripeError::Stripe(errors, status) => PaymentGatewayError::Unavailable(format!(
             "stripe answered {status}: {}",
             errors.message.as_deref().unwrap_or("no message")
         )),
-        other => GatewayError::Unavailable(other.to_string()),
+        other => PaymentGatewayError::Unavailable(other.to_string()),
     }
 }

@@ -31,15 +31,15 @@ pub trait PaymentGateway: Send + Sync {
     /// Creates (or, for a repeated `payment_id`, finds again) the intent the customer pays.
     ///
     /// # Errors
-    /// [`GatewayError::Declined`] when the provider refuses the request, otherwise
-    /// [`GatewayError::Unavailable`].
-    async fn create_intent(&self, request: &IntentRequest) -> Result<Intent, GatewayError>;
+    /// [`PaymentGatewayError::Declined`] when the provider refuses the request, otherwise
+    /// [`PaymentGatewayError::Unavailable`].
+    async fn create_intent(&self, request: &IntentRequest) -> Result<Intent, PaymentGatewayError>;
 
     /// Cancels an unpaid intent. Idempotent per intent.
     ///
     /// # Errors
     /// As [`PaymentGateway::create_intent`].
-    async fn cancel_intent(&self, intent_id: &str) -> Result<(), GatewayError>;
+    async fn cancel_intent(&self, intent_id: &str) -> Result<(), PaymentGatewayError>;
 
     /// Returns `amount` of a paid intent; returns the provider's refund id. Idempotent per
     /// `refund_key`, so the same logical refund is never paid out twice.
@@ -51,7 +51,7 @@ pub trait PaymentGateway: Send + Sync {
         intent_id: &str,
         amount: Money,
         refund_key: &str,
-    ) -> Result<String, GatewayError>;
+    ) -> Result<String, PaymentGatewayError>;
 }
 
 /// What an intent is created for.
@@ -76,7 +76,7 @@ pub struct Intent {
 
 /// Why a gateway call did not succeed; the split decides whether retrying can help.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum GatewayError {
+pub enum PaymentGatewayError {
     /// The provider refused the request: permanent, never retried.
     #[error("the provider declined: {0}")]
     Declined(String),
@@ -88,7 +88,7 @@ pub enum GatewayError {
     CircuitOpen,
 }
 
-impl GatewayError {
+impl PaymentGatewayError {
     /// Stable label for metrics and logs.
     pub fn outcome(&self) -> &'static str {
         match self {

@@ -6,6 +6,10 @@
 //! transaction still in flight (`pg_snapshot_xmin`): everything below it has either committed
 //! or aborted, so nothing below a checkpoint can appear later.
 
+pub mod dead_letters;
+pub mod relay;
+pub mod subscription;
+
 use chrono::{DateTime, Utc};
 use futures::{Stream, TryStreamExt};
 use sqlx::postgres::PgRow;

@@ -10,8 +10,8 @@ use serde::Serialize;
 use sqlx::{FromRow, PgConnection, PgPool};
 use std::collections::HashSet;
 
+use crate::feed::subscription::{self, Handler, HandlerError, SubscriptionOptions};
 use crate::feed::{self, FeedEvent};
-use crate::subscription::{self, Handler, HandlerError, SubscriptionOptions};
 
 /// Which aggregate an event belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
