@@ -142,6 +142,11 @@ pub async fn read_after(
 /// bound (e.g. a [`head`] read earlier): a rebuild's last catch-up, which must stop exactly
 /// where the checkpoint it hands over says.
 ///
+/// A separate query from [`read_after`] on purpose: folding both bounds into one statement
+/// (`CASE WHEN $3 IS NULL …`) turns the `pg_snapshot_xmin` bound from an index condition into
+/// a filter, and a reader held back by an open transaction would then walk every later index
+/// entry on each poll.
+///
 /// # Errors
 /// Any database error.
 pub async fn read_range(
