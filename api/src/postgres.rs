@@ -38,8 +38,11 @@ pub struct ClusterOptions {
     pub max_connections: u32,
 }
 
-/// A running private cluster. Stop it with [`PrivateCluster::stop`]; if this process dies
-/// without doing so, a watchdog started with the cluster stops it.
+/// A running private cluster, shared by every process that starts or joins it (a `serve`, an
+/// operator's `reserva rebuild`, concurrent test runs). Each registers itself in a `users`
+/// folder beside the data; [`PrivateCluster::stop`] and the watchdog that covers a process
+/// dying without stopping both stop the cluster only when no other registered process lives —
+/// the last one out turns off the light.
 #[derive(Debug)]
 pub struct PrivateCluster {
     bin_dir: PathBuf,
@@ -84,13 +87,16 @@ impl PrivateCluster {
         if !cluster.data_dir.join("PG_VERSION").exists() {
             cluster.initdb().await?;
         }
+        // Registered before looking for a running postmaster, so a process that is about to
+        // stop the cluster sees this one and leaves it running.
+        cluster.register()?;
+        cluster.spawn_watchdog()?;
         if let Some(port) = cluster.running_port() {
             cluster.port = port;
             return Ok(cluster);
         }
         cluster.port = free_port()?;
         cluster.pg_ctl_start(options).await?;
-        cluster.spawn_watchdog()?;
         Ok(cluster)
     }
 
@@ -109,6 +115,10 @@ impl PrivateCluster {
     /// # Errors
     /// `pg_ctl stop` failed.
     pub async fn stop(&self) -> Result<(), ClusterError> {
+        let _ = std::fs::remove_file(self.users_dir().join(std::process::id().to_string()));
+        if self.other_users_alive() {
+            return Ok(());
+        }
         let data = path_str(&self.data_dir);
         self.run_pg("pg_ctl", &["-D", &data, "-m", "fast", "-w", "stop"])
             .await
@@ -159,6 +169,30 @@ impl PrivateCluster {
         .await
     }
 
+    /// Where the processes using the cluster register (one empty file per pid).
+    fn users_dir(&self) -> PathBuf {
+        self.data_dir.with_file_name("users")
+    }
+
+    fn register(&self) -> Result<(), ClusterError> {
+        let users = self.users_dir();
+        std::fs::create_dir_all(&users)?;
+        std::fs::write(users.join(std::process::id().to_string()), b"")?;
+        Ok(())
+    }
+
+    /// Whether a registered process other than this one is still alive.
+    fn other_users_alive(&self) -> bool {
+        let me = std::process::id().to_string();
+        let Ok(entries) = std::fs::read_dir(self.users_dir()) else {
+            return false;
+        };
+        entries.flatten().any(|entry| {
+            let pid = entry.file_name().to_string_lossy().into_owned();
+            pid != me && Path::new("/proc").join(&pid).exists()
+        })
+    }
+
     /// The port of a postmaster already running on this data directory, if any.
     fn running_port(&self) -> Option<u16> {
         let pid_file = std::fs::read_to_string(self.data_dir.join("postmaster.pid")).ok()?;
@@ -176,13 +210,19 @@ impl PrivateCluster {
         } else {
             pg_ctl
         };
+        // $0: our pid, $1: data directory, $2: users folder. Once we are gone, deregister and
+        // stop the cluster unless another registered process still lives.
         let script = format!(
-            "while kill -0 \"$0\" 2>/dev/null; do sleep 1; done; {stop} -D \"$1\" -m fast stop"
+            "while [ -d \"/proc/$0\" ]; do sleep 1; done; rm -f \"$2/$0\"; \
+             for f in \"$2\"/*; do [ -e \"$f\" ] || continue; \
+               if [ -d \"/proc/${{f##*/}}\" ]; then exit 0; fi; rm -f \"$f\"; done; \
+             {stop} -D \"$1\" -m fast stop"
         );
         std::process::Command::new("sh")
             .args(["-c", &script])
             .arg(std::process::id().to_string())
             .arg(&self.data_dir)
+            .arg(self.users_dir())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
