@@ -411,3 +411,21 @@ impl TestApp {
         .unwrap_or_else(|e| panic!("snapshot {table}: {e}"))
     }
 }
+
+/// A product registration as the command bus takes it (named `Item <sku>`, 1500 MXN), for
+/// tests that write around HTTP.
+pub fn register_product_command(
+    sku: &str,
+    quantity: u32,
+    low_stock_threshold: u32,
+) -> domain::stock_item::StockItemCommand {
+    domain::stock_item::StockItemCommand::Register {
+        sku: domain::Sku::parse(sku).expect("a valid sku"),
+        name: format!("Item {sku}"),
+        kind: domain::stock_item::StockKind::Product,
+        quantity,
+        low_stock_threshold,
+        unit_price: domain::Money::new(1500, domain::Currency::parse("MXN").expect("MXN"))
+            .expect("a price"),
+    }
+}

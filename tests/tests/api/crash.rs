@@ -6,8 +6,8 @@ use commands::feed::subscription::{
     self, Handler, HandlerError, Subscription, SubscriptionOptions,
 };
 use commands::{Checkpoint, CommandBus, CommandError, CommandMetadata, FeedEvent};
-use domain::stock_item::{ReleaseReason, StockItem, StockItemCommand, StockKind};
-use domain::{Currency, Money, OrderId, Owner, Quantity, ReservationId, Sku};
+use domain::stock_item::{ReleaseReason, StockItem, StockItemCommand};
+use domain::{OrderId, Owner, Quantity, ReservationId};
 use futures::future::join_all;
 use projections::rebuild::{self, Phase, Progress};
 use serde_json::Value;
@@ -15,7 +15,7 @@ use sqlx::{PgConnection, PgPool};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tests::{fresh_database, wait_until_caught_up};
+use tests::{fresh_database, register_product_command, wait_until_caught_up};
 use tokio::sync::{oneshot, watch};
 
 const SKUS: [&str; 5] = ["CRASH-1", "CRASH-2", "CRASH-3", "CRASH-4", "CRASH-5"];
@@ -83,14 +83,7 @@ fn leaves_a_reservation_open(events: &[FeedEvent]) -> bool {
 }
 
 fn register(sku: &str) -> StockItemCommand {
-    StockItemCommand::Register {
-        sku: Sku::parse(sku).unwrap(),
-        name: format!("Item {sku}"),
-        kind: StockKind::Product,
-        quantity: 20,
-        low_stock_threshold: 5,
-        unit_price: Money::new(1500, Currency::parse("MXN").unwrap()).unwrap(),
-    }
+    register_product_command(sku, 20, 5)
 }
 
 /// One writer's mix of restocks and reservations (some then committed or released), spread

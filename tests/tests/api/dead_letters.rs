@@ -7,14 +7,17 @@ use commands::feed::subscription::{
     Handler, HandlerError, Subscription, SubscriptionHandle, SubscriptionOptions,
 };
 use commands::{CommandBus, CommandMetadata, FeedEvent};
-use domain::stock_item::{StockItem, StockItemCommand, StockItemEvent, StockKind};
-use domain::{Currency, Money, Quantity, Sku};
+use domain::Quantity;
+use domain::stock_item::{StockItem, StockItemCommand, StockItemEvent};
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tests::{TestDatabase, eventually, fresh_database, spawn_app, wait_until_caught_up};
+use tests::{
+    TestDatabase, eventually, fresh_database, register_product_command, spawn_app,
+    wait_until_caught_up,
+};
 
 const NAME: &str = "poison_test";
 const POISONED: &str = "POISON";
@@ -110,15 +113,8 @@ impl Scene {
     }
 
     async fn register(&self, sku: &str) {
-        let command = StockItemCommand::Register {
-            sku: Sku::parse(sku).unwrap(),
-            name: format!("Item {sku}"),
-            kind: StockKind::Product,
-            quantity: 10,
-            low_stock_threshold: 0,
-            unit_price: Money::new(1500, Currency::parse("MXN").unwrap()).unwrap(),
-        };
-        self.execute(sku, command).await;
+        self.execute(sku, register_product_command(sku, 10, 0))
+            .await;
     }
 
     async fn restock(&self, sku: &str, quantity: i64) {

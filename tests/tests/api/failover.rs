@@ -4,12 +4,12 @@
 use async_trait::async_trait;
 use commands::feed::subscription::{Handler, HandlerError, Subscription, SubscriptionOptions};
 use commands::{CommandBus, CommandMetadata, FeedEvent, FeedSignal};
-use domain::stock_item::{StockItem, StockItemCommand, StockKind};
-use domain::{Currency, Money, Quantity, Sku};
+use domain::Quantity;
+use domain::stock_item::{StockItem, StockItemCommand};
 use sqlx::PgConnection;
 use std::sync::Arc;
 use std::time::Duration;
-use tests::{eventually, fresh_database, wait_until_caught_up};
+use tests::{eventually, fresh_database, register_product_command, wait_until_caught_up};
 
 const NAME: &str = "failover_test";
 
@@ -78,14 +78,7 @@ async fn a_standby_runner_takes_over_without_doubling_or_losing_an_event() {
     let second = start("second", FeedSignal::default());
     let skus: Vec<String> = (0..8).map(|i| format!("FAIL-{i}")).collect();
     for sku in &skus {
-        let command = StockItemCommand::Register {
-            sku: Sku::parse(sku).unwrap(),
-            name: sku.clone(),
-            kind: StockKind::Product,
-            quantity: 1,
-            low_stock_threshold: 0,
-            unit_price: Money::new(100, Currency::parse("MXN").unwrap()).unwrap(),
-        };
+        let command = register_product_command(sku, 1, 0);
         bus.execute::<StockItem>(sku, command, &CommandMetadata::system("test"))
             .await
             .unwrap();
