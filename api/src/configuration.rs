@@ -28,6 +28,63 @@ pub struct Settings {
     /// unset a random one is made per process, so nothing outside can forge a webhook (the
     /// simulated gateway signs with it in-process).
     pub stripe_webhook_secret: String,
+    /// Which payment provider the sagas pay through.
+    pub gateway: GatewaySettings,
+    /// `RESERVA_ORDERS__TTL_SECS` (default `900`): how long an unpaid order holds its stock.
+    pub order_ttl: Duration,
+    /// `RESERVA_BOOKINGS__TTL_SECS` (default `1800`): how long an unpaid booking holds seats.
+    pub booking_ttl: Duration,
+    /// `RESERVA_DEADLINES__INTERVAL_MS` (default `5000`): how often due deadlines are claimed.
+    pub deadline_interval: Duration,
+}
+
+/// The payment provider.
+#[derive(Clone)]
+pub enum GatewaySettings {
+    /// The default when `RESERVA_STRIPE__SECRET_KEY` is unset: intents settle in-process and
+    /// signed webhooks come back to this service after `delay`
+    /// (`RESERVA_GATEWAY__SIMULATED_DELAY_MS`, default `0`).
+    Simulated {
+        /// Time between creating an intent and its webhook.
+        delay: Duration,
+    },
+    /// Stripe itself.
+    Stripe {
+        /// `RESERVA_STRIPE__SECRET_KEY` (`sk_…`).
+        secret_key: String,
+        /// `RESERVA_STRIPE__API_BASE`: another API address (a fake Stripe in tests).
+        api_base: Option<String>,
+    },
+}
+
+impl std::fmt::Debug for GatewaySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Simulated { delay } => f.debug_struct("Simulated").field("delay", delay).finish(),
+            // The key is a secret: never printed.
+            Self::Stripe { api_base, .. } => f
+                .debug_struct("Stripe")
+                .field("api_base", api_base)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+impl GatewaySettings {
+    /// Stripe when a secret key is set, the simulation otherwise.
+    fn from_env() -> Result<Self, ConfigError> {
+        match std::env::var("RESERVA_STRIPE__SECRET_KEY") {
+            Ok(secret_key) if !secret_key.is_empty() => Ok(Self::Stripe {
+                secret_key,
+                api_base: std::env::var("RESERVA_STRIPE__API_BASE")
+                    .ok()
+                    .filter(|s| !s.is_empty()),
+            }),
+            _ => Ok(Self::Simulated {
+                delay: Duration::from_millis(var("RESERVA_GATEWAY__SIMULATED_DELAY_MS", 0)?),
+            }),
+        }
+    }
 }
 
 /// A variable that is set but unusable.
@@ -67,6 +124,10 @@ impl Settings {
                 .ok()
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| format!("whsec_{}", uuid::Uuid::new_v4().simple())),
+            gateway: GatewaySettings::from_env()?,
+            order_ttl: Duration::from_secs(var("RESERVA_ORDERS__TTL_SECS", 900)?),
+            booking_ttl: Duration::from_secs(var("RESERVA_BOOKINGS__TTL_SECS", 1800)?),
+            deadline_interval: Duration::from_millis(var("RESERVA_DEADLINES__INTERVAL_MS", 5000)?),
         })
     }
 }

@@ -14,7 +14,7 @@ use tracing_actix_web::TracingLogger;
 
 use crate::configuration::Settings;
 use crate::rebuilds::Rebuilds;
-use crate::state::{AppState, Background};
+use crate::state::{AppState, Background, Ttl};
 use crate::{correlation, metrics, routes};
 
 /// A bound, not yet running, HTTP server.
@@ -46,6 +46,10 @@ impl Application {
             projections,
             rebuilds: Rebuilds::default(),
             read_wait: settings.read_wait,
+            ttl: Ttl {
+                order: settings.order_ttl,
+                booking: settings.booking_ttl,
+            },
             webhook_secret: settings.stripe_webhook_secret.clone(),
             metrics: metrics::handle(),
             background,

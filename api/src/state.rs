@@ -21,12 +21,32 @@ pub struct AppState {
     pub rebuilds: Rebuilds,
     /// Signs Stripe webhooks (`whsec_…`).
     pub webhook_secret: String,
+    /// How long unpaid orders and bookings hold stock.
+    pub ttl: Ttl,
     /// Longest `min_position` wait.
     pub read_wait: Duration,
     /// Renders `GET /metrics`.
     pub metrics: PrometheusHandle,
     /// Tasks that live as long as the state: stopped with it.
     pub background: Background,
+}
+
+/// How long an unpaid order or booking keeps what it holds.
+#[derive(Debug, Clone, Copy)]
+pub struct Ttl {
+    /// Orders.
+    pub order: Duration,
+    /// Bookings.
+    pub booking: Duration,
+}
+
+impl Ttl {
+    /// The deadline of something placed now that lives `ttl`.
+    pub fn deadline(ttl: Duration) -> chrono::DateTime<chrono::Utc> {
+        // A TTL beyond chrono's range is configuration nonsense; cap it at a century.
+        let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::days(36_500));
+        chrono::Utc::now() + ttl
+    }
 }
 
 /// Aborts its tasks when dropped, so a stopped server leaves nothing running.

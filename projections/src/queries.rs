@@ -113,6 +113,9 @@ pub struct OrderView {
     pub failure_reason: Option<String>,
     /// When it was placed.
     pub placed_at: DateTime<Utc>,
+    /// When it expires unless paid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
     /// Its last change.
     pub updated_at: DateTime<Utc>,
     /// Global position of its last event.
@@ -130,6 +133,7 @@ impl OrderView {
             payment: payment.map(PaymentSummary::from),
             failure_reason: row.failure_reason,
             placed_at: row.placed_at,
+            expires_at: row.expires_at,
             updated_at: row.updated_at,
             position: row.position,
         }
@@ -161,6 +165,9 @@ pub struct BookingView {
     pub failure_reason: Option<String>,
     /// When it was placed.
     pub placed_at: DateTime<Utc>,
+    /// When it expires unless paid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
     /// Its last change.
     pub updated_at: DateTime<Utc>,
     /// Global position of its last event.
@@ -180,6 +187,7 @@ impl BookingView {
             payment: payment.map(PaymentSummary::from),
             failure_reason: row.failure_reason,
             placed_at: row.placed_at,
+            expires_at: row.expires_at,
             updated_at: row.updated_at,
             position: row.position,
         }

@@ -5,7 +5,7 @@
 //! cluster is started once per test process under `.reserva/test-cluster` and stopped when the
 //! process exits. `TEST_LOG=1` prints the service's logs.
 
-use api::configuration::Settings;
+use api::configuration::{GatewaySettings, Settings};
 use api::postgres::{ClusterOptions, PrivateCluster};
 use api::startup::Application;
 use commands::CommandBus;
@@ -105,11 +105,16 @@ pub const WEBHOOK_SECRET: &str = "whsec_reserva_test";
 
 /// Starts the service on a fresh, migrated database.
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Like [`spawn_app`], after `configure` adjusts the settings (short TTLs, a fake Stripe…).
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     LazyLock::force(&TRACING);
     let database = fresh_database(16).await;
     let pool = database.pool.clone();
     commands::MIGRATOR.run(&pool).await.expect("migrate");
-    let settings = Settings {
+    let mut settings = Settings {
         database_url: None,
         http_host: "127.0.0.1".to_owned(),
         http_port: 0,
@@ -118,7 +123,15 @@ pub async fn spawn_app() -> TestApp {
         data_dir: ".reserva".into(),
         read_wait: std::time::Duration::from_secs(10),
         stripe_webhook_secret: WEBHOOK_SECRET.to_owned(),
+        gateway: GatewaySettings::Simulated {
+            delay: std::time::Duration::ZERO,
+        },
+        order_ttl: std::time::Duration::from_secs(900),
+        booking_ttl: std::time::Duration::from_secs(1800),
+        // Tests step deadlines themselves (`run_deadlines_once`); the job still runs.
+        deadline_interval: std::time::Duration::from_secs(5),
     };
+    configure(&mut settings);
     let app = Application::build(&settings, pool.clone()).expect("build the app");
     let address = format!("http://127.0.0.1:{}", app.port());
     let bus = app.bus().clone();

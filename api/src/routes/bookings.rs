@@ -12,7 +12,7 @@ use super::params::{ReadParams, found, settle, wait_for};
 use super::{accepted_command, path_uuid};
 use crate::extract::{RequestContext, ValidJson};
 use crate::problem::{ApiError, FieldError};
-use crate::state::AppState;
+use crate::state::{AppState, Ttl};
 use crate::validation::{Validator, accepted};
 
 /// `POST /api/v1/bookings`.
@@ -61,6 +61,7 @@ pub async fn place_booking(
         slot_sku,
         guests: accepted(guests)?,
         unit_price,
+        expires_at: Ttl::deadline(state.ttl.booking),
     };
     let committed = state
         .bus

@@ -12,7 +12,7 @@ use super::params::{ReadParams, found, settle, wait_for};
 use super::{accepted_command, path_uuid};
 use crate::extract::{RequestContext, ValidJson};
 use crate::problem::{ApiError, FieldError};
-use crate::state::AppState;
+use crate::state::{AppState, Ttl};
 use crate::validation::{Validator, accepted};
 
 /// Most lines one order may have.
@@ -106,7 +106,11 @@ pub async fn place_order(
     let (customer_id, lines) = body.validate()?;
     let items = price_items(&state, lines).await?;
     let id = OrderId::new_random();
-    let command = OrderCommand::Place { customer_id, items };
+    let command = OrderCommand::Place {
+        customer_id,
+        items,
+        expires_at: Ttl::deadline(state.ttl.order),
+    };
     let committed = state
         .bus
         .execute::<Order>(&id.to_string(), command, &ctx.metadata())

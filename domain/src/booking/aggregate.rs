@@ -1,3 +1,4 @@
+use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use cqrs_es::event_sink::EventSink;
 use serde::{Deserialize, Serialize};
@@ -75,6 +76,7 @@ pub struct Booking {
     seats_held: bool,
     payment_id: Option<PaymentId>,
     failure_reason: Option<String>,
+    expires_at: Option<DateTime<Utc>>,
 }
 
 impl Booking {
@@ -105,6 +107,10 @@ impl Booking {
     /// The payment requested, if any.
     pub fn payment_id(&self) -> Option<PaymentId> {
         self.payment_id
+    }
+    /// When the booking expires if unpaid.
+    pub fn expires_at(&self) -> Option<DateTime<Utc>> {
+        self.expires_at
     }
     /// Why the booking failed, if it did.
     pub fn failure_reason(&self) -> Option<&str> {
@@ -146,6 +152,7 @@ impl Booking {
                 slot_sku,
                 guests,
                 unit_price,
+                expires_at,
             } => {
                 if self.status.is_some() {
                     return Err(BookingError::AlreadyPlaced);
@@ -159,6 +166,7 @@ impl Booking {
                     guests: guests.get(),
                     unit_price,
                     total,
+                    expires_at: Some(expires_at),
                 })
             }
             BookingCommand::MarkSeatsHeld => {
@@ -240,9 +248,11 @@ impl Aggregate for Booking {
                 slot_sku,
                 guests,
                 total,
+                expires_at,
                 ..
             } => {
                 self.status = Some(S::PendingPayment);
+                self.expires_at = expires_at;
                 self.customer_id = Some(customer_id);
                 self.slot_sku = Some(slot_sku);
                 self.guests = guests;

@@ -1,3 +1,5 @@
+use chrono::{DateTime, Utc};
+
 use crate::{CustomerId, Money, PaymentId, Quantity, Sku};
 
 /// What can be asked of a Booking.
@@ -13,6 +15,8 @@ pub enum BookingCommand {
         guests: Quantity,
         /// Price of one seat, copied from the slot.
         unit_price: Money,
+        /// When an unpaid booking expires and its seats are released.
+        expires_at: DateTime<Utc>,
     },
     /// The seats are held on the slot.
     MarkSeatsHeld,

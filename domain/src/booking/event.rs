@@ -1,3 +1,4 @@
+use chrono::{DateTime, Utc};
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +20,9 @@ pub enum BookingEvent {
         unit_price: Money,
         /// guests × unit price.
         total: Money,
+        /// When an unpaid booking expires. Absent on bookings placed before deadlines existed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<DateTime<Utc>>,
     },
     /// The seats are held.
     BookingSeatsHeld,

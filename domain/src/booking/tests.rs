@@ -26,7 +26,11 @@ fn place(unit_price: Money) -> BookingCommand {
         slot_sku: slot(),
         guests: Quantity::new(3).unwrap(),
         unit_price,
+        expires_at: deadline(),
     }
+}
+fn deadline() -> chrono::DateTime<chrono::Utc> {
+    "2030-01-01T00:30:00Z".parse().unwrap()
 }
 fn placed() -> BookingEvent {
     BookingEvent::BookingPlaced {
@@ -35,6 +39,7 @@ fn placed() -> BookingEvent {
         guests: 3,
         unit_price: mxn(2000),
         total: mxn(6000),
+        expires_at: Some(deadline()),
     }
 }
 fn requested(payment_id: PaymentId) -> BookingEvent {

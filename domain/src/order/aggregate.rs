@@ -1,3 +1,4 @@
+use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use cqrs_es::event_sink::EventSink;
 use serde::{Deserialize, Serialize};
@@ -63,7 +64,11 @@ impl StatusMachine for OrderStatus {
         matches!(
             (self, to),
             (Started, StockReserved | StockFailed | Cancelled | Expired)
-                | (StockReserved, PaymentPending | Cancelled | Expired)
+                | (
+                    StockReserved,
+                    // PaymentFailed: the provider refused to create the intent at all.
+                    PaymentPending | PaymentFailed | Cancelled | Expired
+                )
                 | (
                     PaymentPending,
                     Completed | PaymentFailed | Cancelled | Expired
@@ -83,6 +88,7 @@ pub struct Order {
     total: Option<Money>,
     payment_id: Option<PaymentId>,
     failure_reason: Option<String>,
+    expires_at: Option<DateTime<Utc>>,
 }
 
 impl Order {
@@ -106,6 +112,10 @@ impl Order {
     pub fn payment_id(&self) -> Option<PaymentId> {
         self.payment_id
     }
+    /// When the order expires if unpaid.
+    pub fn expires_at(&self) -> Option<DateTime<Utc>> {
+        self.expires_at
+    }
     /// Why the order failed, if it did.
     pub fn failure_reason(&self) -> Option<&str> {
         self.failure_reason.as_deref()
@@ -115,6 +125,7 @@ impl Order {
         &self,
         customer_id: CustomerId,
         items: Vec<OrderItem>,
+        expires_at: DateTime<Utc>,
     ) -> Result<Vec<OrderEvent>, OrderError> {
         if self.status.is_some() {
             return Err(OrderError::AlreadyPlaced);
@@ -136,6 +147,7 @@ impl Order {
             customer_id,
             items,
             total,
+            expires_at: Some(expires_at),
         }])
     }
 
@@ -168,7 +180,11 @@ impl Order {
     fn decide(&self, command: OrderCommand) -> Result<Vec<OrderEvent>, OrderError> {
         use OrderStatus as S;
         let event = match command {
-            OrderCommand::Place { customer_id, items } => return self.place(customer_id, items),
+            OrderCommand::Place {
+                customer_id,
+                items,
+                expires_at,
+            } => return self.place(customer_id, items, expires_at),
             OrderCommand::ConfirmStockReserved => self
                 .transition(S::StockReserved)?
                 .map(|_| OrderEvent::OrderStockReserved),
@@ -224,8 +240,10 @@ impl Aggregate for Order {
                 customer_id,
                 items,
                 total,
+                expires_at,
             } => {
                 self.status = Some(S::Started);
+                self.expires_at = expires_at;
                 self.customer_id = Some(customer_id);
                 self.items = items;
                 self.total = Some(total);

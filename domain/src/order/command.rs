@@ -1,3 +1,4 @@
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::{CustomerId, Money, PaymentId, Quantity, Sku};
@@ -22,6 +23,8 @@ pub enum OrderCommand {
         customer_id: CustomerId,
         /// What.
         items: Vec<OrderItem>,
+        /// When an unpaid order expires and its stock is released.
+        expires_at: DateTime<Utc>,
     },
     /// Every item is held: `STARTED → STOCK_RESERVED`.
     ConfirmStockReserved,

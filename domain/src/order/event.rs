@@ -1,3 +1,4 @@
+use chrono::{DateTime, Utc};
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +17,10 @@ pub enum OrderEvent {
         items: Vec<OrderItem>,
         /// Sum of quantity × unit price.
         total: Money,
+        /// When an unpaid order expires. Absent on orders placed before deadlines existed,
+        /// which therefore never expire on their own.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<DateTime<Utc>>,
     },
     /// Every item is held.
     OrderStockReserved,

@@ -34,13 +34,18 @@ fn place(items: Vec<OrderItem>) -> OrderCommand {
     OrderCommand::Place {
         customer_id: customer(),
         items,
+        expires_at: deadline(),
     }
+}
+fn deadline() -> chrono::DateTime<chrono::Utc> {
+    "2030-01-01T00:15:00Z".parse().unwrap()
 }
 fn placed() -> OrderEvent {
     OrderEvent::OrderPlaced {
         customer_id: customer(),
         items: items(),
         total: mxn(3750),
+        expires_at: Some(deadline()),
     }
 }
 fn given(events: Vec<OrderEvent>) -> AggregateTestExecutor<Order> {
@@ -230,7 +235,7 @@ fn every_command_before_placing_is_refused() {
 fn every_status_change_follows_the_transition_table() {
     let table = [
         (S::Started, "MMRRRMMR"),
-        (S::StockReserved, "SRMRRMMR"),
+        (S::StockReserved, "SRMRMMMR"),
         (S::PaymentPending, "RRSMMMMR"),
         (S::Completed, "RRRSRMRM"),
         (S::StockFailed, "RSRRRRRR"),

@@ -25,6 +25,7 @@ pub struct Reservation {
 enum Closed {
     Committed,
     Released,
+    Returned,
 }
 
 /// The state of one SKU, rebuilt from its events.
@@ -38,6 +39,10 @@ pub struct StockItem {
     unit_price: Option<Money>,
     reservations: BTreeMap<ReservationId, Reservation>,
     closed: BTreeMap<ReservationId, Closed>,
+    /// Units of each committed reservation, so a refunded sale can put exactly them back.
+    /// Defaulted so snapshots taken before returns existed still load.
+    #[serde(default)]
+    sold: BTreeMap<ReservationId, u32>,
 }
 
 impl StockItem {
@@ -185,7 +190,7 @@ impl StockItem {
                 quantity: held.quantity,
                 on_hand: self.on_hand - held.quantity,
             }]),
-            (None, Some(Closed::Committed)) => Ok(Vec::new()),
+            (None, Some(Closed::Committed | Closed::Returned)) => Ok(Vec::new()),
             (None, Some(Closed::Released)) => {
                 Err(StockItemError::ReservationReleased(reservation_id))
             }
@@ -207,9 +212,42 @@ impl StockItem {
             }]);
         }
         match self.closed.get(&reservation_id) {
-            Some(Closed::Committed) => Err(StockItemError::ReservationCommitted(reservation_id)),
+            Some(Closed::Committed | Closed::Returned) => {
+                Err(StockItemError::ReservationCommitted(reservation_id))
+            }
             // Released before, or never held (a compensation for a line that failed): no-op.
             _ => Ok(Vec::new()),
+        }
+    }
+
+    /// Puts the units of a committed reservation back on hand (the sale was refunded).
+    /// Returning twice is a no-op, so a saga replaying its compensation changes nothing.
+    fn return_sold(
+        &self,
+        reservation_id: ReservationId,
+    ) -> Result<Vec<StockItemEvent>, StockItemError> {
+        self.require_registered()?;
+        match (
+            self.closed.get(&reservation_id),
+            self.sold.get(&reservation_id),
+        ) {
+            (Some(Closed::Returned), _) => Ok(Vec::new()),
+            (Some(Closed::Committed), Some(&quantity)) => {
+                let on_hand = self
+                    .on_hand
+                    .checked_add(quantity)
+                    .ok_or(StockItemError::CountOverflow)?;
+                Ok(vec![StockItemEvent::ReservationReturned {
+                    reservation_id,
+                    quantity,
+                    on_hand,
+                }])
+            }
+            (Some(Closed::Released), _) => Err(StockItemError::ReservationReleased(reservation_id)),
+            _ if self.reservations.contains_key(&reservation_id) => {
+                Err(StockItemError::ReservationNotCommitted(reservation_id))
+            }
+            _ => Err(StockItemError::ReservationNotFound(reservation_id)),
         }
     }
 
@@ -260,6 +298,9 @@ impl Aggregate for StockItem {
                 reservation_id,
                 reason,
             } => self.release(reservation_id, reason)?,
+            StockItemCommand::ReturnReservation { reservation_id } => {
+                self.return_sold(reservation_id)?
+            }
         };
         if events.is_empty() {
             return Ok(());
@@ -313,11 +354,21 @@ impl Aggregate for StockItem {
             }
             StockItemEvent::ReservationCommitted {
                 reservation_id,
+                quantity,
                 on_hand,
-                ..
             } => {
                 self.reservations.remove(&reservation_id);
                 self.closed.insert(reservation_id, Closed::Committed);
+                self.sold.insert(reservation_id, quantity);
+                self.on_hand = on_hand;
+            }
+            StockItemEvent::ReservationReturned {
+                reservation_id,
+                on_hand,
+                ..
+            } => {
+                self.closed.insert(reservation_id, Closed::Returned);
+                self.sold.remove(&reservation_id);
                 self.on_hand = on_hand;
             }
             StockItemEvent::ReservationReleased { reservation_id, .. } => {

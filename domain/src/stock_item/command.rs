@@ -76,6 +76,11 @@ pub enum StockItemCommand {
         /// The hold.
         reservation_id: ReservationId,
     },
+    /// Puts a sale's units back on hand after it was refunded.
+    ReturnReservation {
+        /// The committed hold.
+        reservation_id: ReservationId,
+    },
     /// Returns held units to availability.
     ReleaseReservation {
         /// The hold.

@@ -36,6 +36,9 @@ pub enum StockItemError {
     /// Commit of a reservation that was already released.
     #[error("reservation {0} was already released")]
     ReservationReleased(ReservationId),
+    /// Return of a reservation that is still only held (release it instead).
+    #[error("reservation {0} is held, not sold")]
+    ReservationNotCommitted(ReservationId),
     /// Release of a reservation that was already sold.
     #[error("reservation {0} was already committed")]
     ReservationCommitted(ReservationId),
@@ -52,6 +55,7 @@ impl DomainError for StockItemError {
             Self::ReservationNotFound(_) => "reservation_not_found",
             Self::ReservationReleased(_) => "reservation_released",
             Self::ReservationCommitted(_) => "reservation_committed",
+            Self::ReservationNotCommitted(_) => "reservation_not_committed",
         }
     }
 

@@ -68,6 +68,15 @@ pub enum StockItemEvent {
         /// Why.
         reason: ReleaseReason,
     },
+    /// A sale was undone; its units are on hand again.
+    ReservationReturned {
+        /// The committed hold.
+        reservation_id: ReservationId,
+        /// Units returned.
+        quantity: u32,
+        /// `on_hand` afterwards.
+        on_hand: u32,
+    },
     /// Availability crossed down to the low-stock threshold.
     LowStockReached {
         /// Availability afterwards.
@@ -88,6 +97,7 @@ impl DomainEvent for StockItemEvent {
             Self::StockReserved { .. } => "StockReserved",
             Self::ReservationCommitted { .. } => "ReservationCommitted",
             Self::ReservationReleased { .. } => "ReservationReleased",
+            Self::ReservationReturned { .. } => "ReservationReturned",
             Self::LowStockReached { .. } => "LowStockReached",
             Self::StockDepleted => "StockDepleted",
         }

@@ -31,6 +31,8 @@ pub struct BookingRow {
     pub failure_reason: Option<String>,
     /// When it was placed.
     pub placed_at: DateTime<Utc>,
+    /// When it expires unless paid (`None` for ones placed before deadlines existed).
+    pub expires_at: Option<DateTime<Utc>>,
     /// When its last event was recorded.
     pub updated_at: DateTime<Utc>,
     /// Last event folded in.
@@ -62,6 +64,7 @@ impl ReadModel for Bookings {
                     guests,
                     unit_price,
                     total,
+                    expires_at,
                 },
             ) => BookingRow {
                 id: id.parse().map_err(|e| format!("booking id {id}: {e}"))?,
@@ -74,6 +77,7 @@ impl ReadModel for Bookings {
                 payment_id: None,
                 failure_reason: None,
                 placed_at: applied.recorded_at,
+                expires_at,
                 updated_at: applied.recorded_at,
                 position: 0,
             },

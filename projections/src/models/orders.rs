@@ -27,6 +27,8 @@ pub struct OrderRow {
     pub failure_reason: Option<String>,
     /// When it was placed.
     pub placed_at: DateTime<Utc>,
+    /// When it expires unless paid (`None` for ones placed before deadlines existed).
+    pub expires_at: Option<DateTime<Utc>>,
     /// When its last event was recorded.
     pub updated_at: DateTime<Utc>,
     /// Last event folded in.
@@ -56,6 +58,7 @@ impl ReadModel for Orders {
                     customer_id,
                     items,
                     total,
+                    expires_at,
                 },
             ) => OrderRow {
                 id: id.parse().map_err(|e| format!("order id {id}: {e}"))?,
@@ -66,6 +69,7 @@ impl ReadModel for Orders {
                 payment_id: None,
                 failure_reason: None,
                 placed_at: applied.recorded_at,
+                expires_at,
                 updated_at: applied.recorded_at,
                 position: 0,
             },

@@ -87,7 +87,10 @@ impl ReadModel for StockLevels {
             (Some(mut row), event) => {
                 match event {
                     StockItemEvent::StockRestocked { on_hand, .. }
-                    | StockItemEvent::StockAdjusted { on_hand, .. } => row.on_hand = on_hand.into(),
+                    | StockItemEvent::StockAdjusted { on_hand, .. }
+                    | StockItemEvent::ReservationReturned { on_hand, .. } => {
+                        row.on_hand = on_hand.into();
+                    }
                     StockItemEvent::StockReserved { quantity, .. } => {
                         row.reserved += i64::from(quantity);
                     }

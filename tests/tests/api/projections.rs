@@ -160,6 +160,7 @@ impl Writer {
         let place = OrderCommand::Place {
             customer_id: customer,
             items,
+            expires_at: later(),
         };
         self.run::<Order>(&key, place).await;
         let owner = Owner::Order(id);
@@ -230,6 +231,7 @@ impl Writer {
             slot_sku: slot.clone(),
             guests: quantity(guests),
             unit_price: mxn(1500),
+            expires_at: later(),
         };
         self.run::<Booking>(&key, place).await;
         let owner = Owner::Booking(id);
@@ -281,6 +283,7 @@ impl Writer {
                 quantity: quantity(1),
                 unit_price: mxn(1500),
             }],
+            expires_at: later(),
         };
         self.run::<Order>(&id.to_string(), place).await;
         let cancel = OrderCommand::Cancel {
@@ -841,4 +844,9 @@ async fn rebuilds_keep_the_tables_indexes_under_their_own_names() {
         .await
         .unwrap();
     assert_eq!(item["on_hand"], 3);
+}
+
+/// A deadline no test reaches.
+fn later() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now() + chrono::Duration::hours(1)
 }

@@ -32,9 +32,15 @@ impl Buyer {
         meta: &str,
         out: &mut Recorder,
     ) -> anyhow::Result<()> {
+        // Filled history is replayed, not run by sagas, so the deadline only has to be plausible.
+        let expires_at = chrono::Utc::now() + chrono::Duration::minutes(15);
         match self {
             Self::Order(order) => {
-                let command = OrderCommand::Place { customer_id, items };
+                let command = OrderCommand::Place {
+                    customer_id,
+                    items,
+                    expires_at,
+                };
                 order.execute(command, meta, out)?;
             }
             Self::Booking(booking) => {
@@ -44,6 +50,7 @@ impl Buyer {
                     slot_sku: slot.sku,
                     guests: slot.quantity,
                     unit_price: slot.unit_price,
+                    expires_at,
                 };
                 booking.execute(command, meta, out)?;
             }

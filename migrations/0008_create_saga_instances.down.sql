@@ -1,0 +1,2 @@
+DROP TABLE saga_steps;
+DROP TABLE saga_instances;
