@@ -26,36 +26,79 @@ impl<T: DeserializeOwned + 'static> FromRequest for ValidJson<T> {
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let is_json = req
-            .mime_type()
-            .ok()
-            .flatten()
-            .is_some_and(|m| m.subtype() == "json" || m.suffix().is_some_and(|s| s == "json"));
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        let mut payload = payload.take();
+        let body = read_body(req, payload, true);
+        Box::pin(async move { parse(&body.await?.bytes).map(ValidJson) })
+    }
+}
+
+/// Like [`ValidJson`] for commands whose every field is optional: a request with no body at
+/// all (whatever its content type) gives `None`; any other body is checked as [`ValidJson`]
+/// checks it.
+#[derive(Debug)]
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<T: DeserializeOwned + 'static> FromRequest for OptionalJson<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let body = read_body(req, payload, false);
         Box::pin(async move {
-            if !is_json {
-                return Err(ApiError::unsupported_media_type());
+            let body = body.await?;
+            if body.bytes.is_empty() {
+                Ok(OptionalJson(None))
+            } else if !body.is_json {
+                Err(ApiError::unsupported_media_type())
+            } else {
+                parse(&body.bytes).map(|value| OptionalJson(Some(value)))
             }
-            if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
-                return Err(ApiError::payload_too_large(MAX_BODY_BYTES));
-            }
-            let mut body = Vec::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk =
-                    chunk.map_err(|e| ApiError::bad_request("unreadable_body", e.to_string()))?;
-                if body.len() + chunk.len() > MAX_BODY_BYTES {
-                    return Err(ApiError::payload_too_large(MAX_BODY_BYTES));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            parse(&body).map(ValidJson)
         })
     }
+}
+
+/// A request body read in full.
+struct Body {
+    /// Whether the declared media type is JSON.
+    is_json: bool,
+    bytes: Vec<u8>,
+}
+
+/// Reads the body, refusing oversize ones; with `require_json`, refuses other media types
+/// before reading anything.
+fn read_body(
+    req: &HttpRequest,
+    payload: &mut Payload,
+    require_json: bool,
+) -> Pin<Box<dyn Future<Output = Result<Body, ApiError>>>> {
+    let is_json = req
+        .mime_type()
+        .ok()
+        .flatten()
+        .is_some_and(|m| m.subtype() == "json" || m.suffix().is_some_and(|s| s == "json"));
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let mut payload = payload.take();
+    Box::pin(async move {
+        if require_json && !is_json {
+            return Err(ApiError::unsupported_media_type());
+        }
+        if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
+            return Err(ApiError::payload_too_large(MAX_BODY_BYTES));
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk =
+                chunk.map_err(|e| ApiError::bad_request("unreadable_body", e.to_string()))?;
+            if bytes.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(ApiError::payload_too_large(MAX_BODY_BYTES));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(Body { is_json, bytes })
+    })
 }
 
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {

@@ -4,15 +4,21 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use commands::CommandBus;
+use commands::deadlines;
 use commands::feed::relay;
-use commands::feed::subscription::SubscriptionOptions;
+use commands::feed::subscription::{Subscription, SubscriptionOptions};
+use commands::payment_gateway::{
+    PaymentGateway, ResiliencePolicy, Resilient, SimulatedGateway, StripeGateway,
+};
+use commands::sagas::{BookingSaga, OrderSaga, SagaRunner};
+use std::sync::Arc;
 use projections::{catalog, status};
 use sqlx::PgPool;
 use std::net::TcpListener;
 use std::time::Duration;
 use tracing_actix_web::TracingLogger;
 
-use crate::configuration::Settings;
+use crate::configuration::{GatewaySettings, Settings};
 use crate::rebuilds::Rebuilds;
 use crate::state::{AppState, Background, Ttl};
 use crate::{correlation, metrics, routes};
@@ -35,7 +41,27 @@ impl Application {
         let bus = CommandBus::new(pool.clone());
         let signal = bus.feed_signal().clone();
         let projections = catalog::start(&pool, &signal, &SubscriptionOptions::default());
+        let gateway = payment_gateway(settings, port)?;
+        let sagas = vec![
+            Subscription::new(
+                Arc::new(SagaRunner::<OrderSaga>::new(bus.clone(), Arc::clone(&gateway))),
+                pool.clone(),
+                signal.clone(),
+                SubscriptionOptions::default(),
+            )
+            .spawn(),
+            Subscription::new(
+                Arc::new(SagaRunner::<BookingSaga>::new(bus.clone(), gateway)),
+                pool.clone(),
+                signal.clone(),
+                SubscriptionOptions::default(),
+            )
+            .spawn(),
+        ];
         let mut background = Background::default();
+        background
+            .0
+            .push(spawn_deadlines(bus.clone(), settings.deadline_interval));
         background.0.extend(relay::spawn(pool.clone(), signal));
         background
             .0
@@ -44,6 +70,7 @@ impl Application {
             bus,
             pool,
             projections,
+            sagas,
             rebuilds: Rebuilds::default(),
             read_wait: settings.read_wait,
             ttl: Ttl {
@@ -93,4 +120,43 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// The provider the sagas pay through, behind timeouts, retries and a breaker. The simulated
+/// one delivers its webhooks to this very server.
+fn payment_gateway(settings: &Settings, port: u16) -> std::io::Result<Arc<dyn PaymentGateway>> {
+    let policy = ResiliencePolicy::default();
+    Ok(match &settings.gateway {
+        GatewaySettings::Simulated { delay } => {
+            let host = match settings.http_host.as_str() {
+                "0.0.0.0" | "::" => "127.0.0.1",
+                host => host,
+            };
+            let url = format!("http://{host}:{port}/webhooks/stripe");
+            let simulated =
+                SimulatedGateway::new(url, settings.stripe_webhook_secret.clone(), *delay);
+            Arc::new(Resilient::new(simulated, policy))
+        }
+        GatewaySettings::Stripe {
+            secret_key,
+            api_base,
+        } => {
+            let stripe = StripeGateway::new(secret_key, api_base.as_deref(), policy.attempt_timeout)
+                .map_err(std::io::Error::other)?;
+            Arc::new(Resilient::new(stripe, policy))
+        }
+    })
+}
+
+/// Starts the deadline job in a task that keeps it alive until the server's state is dropped.
+fn spawn_deadlines(bus: CommandBus, interval: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        match deadlines::start(bus, interval).await {
+            Ok(job) => {
+                std::future::pending::<()>().await;
+                drop(job);
+            }
+            Err(error) => tracing::error!(%error, "the deadline job did not start"),
+        }
+    })
 }

@@ -1,6 +1,7 @@
 //! What every handler can reach.
 
 use commands::CommandBus;
+use commands::feed::subscription::SubscriptionHandle;
 use metrics_exporter_prometheus::PrometheusHandle;
 use projections::catalog::Running;
 use sqlx::PgPool;
@@ -17,6 +18,8 @@ pub struct AppState {
     pub pool: PgPool,
     /// The projections this process runs (each may be in standby behind another process).
     pub projections: Running,
+    /// The order and booking sagas this process runs (each may be in standby).
+    pub sagas: Vec<SubscriptionHandle>,
     /// Rebuilds started over HTTP.
     pub rebuilds: Rebuilds,
     /// Signs Stripe webhooks (`whsec_…`).

@@ -10,6 +10,7 @@
 //! - [`repository`]: postgres-es reads plus a one-round-trip append that reports positions.
 //! - [`cache`]: recently used aggregates, validated by the append's sequence check.
 //! - [`bus`]: [`CommandBus`], the one way commands reach an aggregate.
+//! - [`deadlines`]: the scheduled job that expires unpaid orders and bookings.
 //! - [`locks`]: in-process serialization of commands per aggregate.
 //! - [`metadata`]: [`CommandMetadata`] stored with each event.
 //! - [`error`]: the `CommandError` type.
@@ -21,6 +22,8 @@
 //! - [`payment_gateway`]: the payment provider (Stripe or simulated) behind retries and a
 //!   breaker.
 //! - [`provider_events`]: verified Stripe webhooks turned into Payment commands.
+//! - [`reconcile`]: the provider's intents compared with the Payment aggregates.
+//! - [`sagas`]: the order and booking process managers on the feed.
 //!
 //! # Rules this crate keeps
 //! Depends on `domain`, never on HTTP or on the read side.
@@ -28,13 +31,16 @@
 
 pub mod bus;
 pub mod cache;
+pub mod deadlines;
 pub mod error;
 pub mod feed;
 pub mod locks;
 pub mod metadata;
 pub mod payment_gateway;
 pub mod provider_events;
+pub mod reconcile;
 pub mod repository;
+pub mod sagas;
 pub mod store;
 
 pub use bus::{CommandBus, Committed, RetryPolicy};

@@ -16,7 +16,8 @@ use crate::bus::CommandBus;
 use crate::error::CommandError;
 use crate::metadata::CommandMetadata;
 
-/// Why a delivery was refused (the caller answers 400 and records nothing).
+/// Why a delivery was refused: the caller records nothing and answers 400, except for
+/// [`Rejected::NotYetRecorded`] (503, so the provider delivers again).
 #[derive(Debug, thiserror::Error)]
 pub enum Rejected {
     /// The signature does not match the body.
@@ -31,6 +32,10 @@ pub enum Rejected {
     /// Correctly signed but not a Stripe event.
     #[error("the body is not a Stripe event: {0}")]
     Malformed(String),
+    /// The intent belongs to an order or booking Reserva has, whose saga has not recorded the
+    /// Payment yet (the provider can be faster than the saga's next command).
+    #[error("payment {0} is not recorded yet; deliver again")]
+    NotYetRecorded(Uuid),
 }
 
 /// What a verified delivery did.
@@ -142,9 +147,43 @@ pub async fn receive(
             "no payment for intent {intent_id}"
         )));
     };
-    apply(bus, PaymentId(payment_id), &event_id, action)
-        .await
-        .map_err(Err)
+    let payment_id = PaymentId(payment_id);
+    match apply(bus, payment_id, &event_id, action).await {
+        Err(CommandError::Rejected(PaymentError::NotFound)) => {
+            if owner_exists(bus, &metadata).await.map_err(Err)? {
+                Err(Ok(Rejected::NotYetRecorded(payment_id.0)))
+            } else {
+                tracing::warn!(event_id, payment = %payment_id, "Stripe event for an unknown payment");
+                Ok(Outcome::Ignored(format!("no payment {payment_id}")))
+            }
+        }
+        other => other.map_err(Err),
+    }
+}
+
+/// Whether the metadata names an order or booking the store holds.
+async fn owner_exists(
+    bus: &CommandBus,
+    metadata: &std::collections::HashMap<String, String>,
+) -> Result<bool, CommandError<PaymentError>> {
+    let unavailable = |e: &dyn std::fmt::Display| {
+        CommandError::Unavailable(Box::new(std::io::Error::other(e.to_string())))
+    };
+    if let Some(id) = metadata.get("order_id") {
+        let order = bus
+            .load::<domain::order::Order>(id)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        return Ok(order.status().is_some());
+    }
+    if let Some(id) = metadata.get("booking_id") {
+        let booking = bus
+            .load::<domain::booking::Booking>(id)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        return Ok(booking.status().is_some());
+    }
+    Ok(false)
 }
 
 /// The payment whose intent is `intent_id`, from the payments read model.
@@ -212,8 +251,9 @@ async fn apply(
             payment_id: payment_id.0,
             position: committed.position,
         }),
+        Err(error @ CommandError::Rejected(PaymentError::NotFound)) => Err(error),
         // The provider's word cannot be refused; what the aggregate will not take changes
-        // nothing and is acknowledged (e.g. a failure after success, or an unknown payment).
+        // nothing and is acknowledged (e.g. a failure after success).
         Err(CommandError::Rejected(reason)) => {
             tracing::warn!(event_id, payment = %id, %reason, "Stripe event changes nothing");
             Ok(Outcome::Ignored(reason.to_string()))

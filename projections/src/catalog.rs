@@ -5,6 +5,7 @@ use commands::feed::subscription::{Subscription, SubscriptionHandle, Subscriptio
 use sqlx::PgPool;
 
 use crate::models::bookings::Bookings;
+use crate::models::deadlines::{BookingDeadlines, OrderDeadlines};
 use crate::models::orders::Orders;
 use crate::models::payments::Payments;
 use crate::models::stock_items::StockLevels;
@@ -14,10 +15,19 @@ static ORDERS: Model<Orders> = Model::new();
 static BOOKINGS: Model<Bookings> = Model::new();
 static STOCK_ITEMS: Model<StockLevels> = Model::new();
 static PAYMENTS: Model<Payments> = Model::new();
+static ORDER_DEADLINES: Model<OrderDeadlines> = Model::new();
+static BOOKING_DEADLINES: Model<BookingDeadlines> = Model::new();
 
 /// All projections, in the order the CLI lists them.
-pub fn all() -> [&'static dyn Projection; 4] {
-    [&ORDERS, &BOOKINGS, &STOCK_ITEMS, &PAYMENTS]
+pub fn all() -> [&'static dyn Projection; 6] {
+    [
+        &ORDERS,
+        &BOOKINGS,
+        &STOCK_ITEMS,
+        &PAYMENTS,
+        &ORDER_DEADLINES,
+        &BOOKING_DEADLINES,
+    ]
 }
 
 /// The projection called `name`.

@@ -209,10 +209,12 @@ pub struct StockItemView {
     pub reserved: i64,
     /// `on_hand - reserved`.
     pub available: i64,
-    /// `available <= low_stock_threshold`.
+    /// `available <= low_stock_threshold`, with threshold 0 meaning never low.
     pub low_stock: bool,
     /// The low-stock threshold.
     pub low_stock_threshold: i64,
+    /// `available == 0`.
+    pub depleted: bool,
     /// Price of one unit.
     pub unit_price: Money,
     /// A time slot's start.
@@ -235,6 +237,7 @@ impl From<StockLevel> for StockItemView {
             available: row.available,
             low_stock: row.low_stock,
             low_stock_threshold: row.low_stock_threshold,
+            depleted: row.depleted,
             unit_price: row.unit_price,
             starts_at: row.starts_at,
             updated_at: row.updated_at,
@@ -462,6 +465,8 @@ pub struct StockFilter {
     pub kind: Option<String>,
     /// Only items at or below their threshold (or only those above, with `false`).
     pub low_stock: Option<bool>,
+    /// Only items with nothing available (or only those with some, with `false`).
+    pub depleted: Option<bool>,
     /// Time slots starting at or after.
     pub starts_from: Option<DateTime<Utc>>,
     /// Time slots starting before.
@@ -487,6 +492,7 @@ pub async fn stock_items(
          WHERE ($1::text IS NULL OR s.kind = $1) AND ($2::boolean IS NULL OR s.low_stock = $2) \
            AND ($3::timestamptz IS NULL OR s.starts_at >= $3) \
            AND ($4::timestamptz IS NULL OR s.starts_at < $4) \
+           AND ($7::boolean IS NULL OR s.depleted = $7) \
          ORDER BY {order} LIMIT $5 OFFSET $6"
     );
     let rows: Vec<String> = sqlx::query_scalar(&sql)
@@ -496,6 +502,7 @@ pub async fn stock_items(
         .bind(filter.starts_before)
         .bind(page.limit())
         .bind(page.offset())
+        .bind(filter.depleted)
         .fetch_all(pool)
         .await?;
     let items = rows

@@ -75,22 +75,31 @@ pub async fn all(pool: &PgPool) -> Result<Vec<ProjectionStatus>, sqlx::Error> {
     Ok(out)
 }
 
-/// Exports, every `every`, each projection's lag and open dead letters and the age of the
-/// oldest open transaction (the one that stalls every feed reader) as gauges.
+/// Exports, every `every`, the gauges of [`sample_once`].
 pub fn spawn_sampler(pool: PgPool, every: Duration) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if let Err(error) = sample(&pool).await {
-                tracing::debug!(%error, "could not sample projection lag");
+            if let Err(error) = sample_once(&pool).await {
+                tracing::debug!(%error, "could not sample projection lag and stock gauges");
             }
         }
     })
 }
 
-async fn sample(pool: &PgPool) -> Result<(), sqlx::Error> {
+/// Sets the sampled gauges once: each projection's lag and open dead letters, the age of the
+/// oldest open transaction (the one that stalls every feed reader), and how many stock items
+/// are low on stock (`reserva_stock_items_low`) and depleted (`reserva_stock_items_depleted`)
+/// in the stock read model.
+///
+/// Gauges belong to the process's recorder: with several services in one process (tests), the
+/// last one sampled wins.
+///
+/// # Errors
+/// Any database error; gauges sampled before it keep their new values.
+pub async fn sample_once(pool: &PgPool) -> Result<(), sqlx::Error> {
     let mut conn = pool.acquire().await?;
     let age = feed::oldest_transaction_age(&mut conn).await?;
     drop(conn);
@@ -104,5 +113,13 @@ async fn sample(pool: &PgPool) -> Result<(), sqlx::Error> {
         metrics::gauge!("reserva_dead_letters_open", "subscription" => name)
             .set(status.open_dead_letters as f64);
     }
+    let (low, depleted): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE low_stock), count(*) FILTER (WHERE depleted) \
+         FROM rm_stock_items",
+    )
+    .fetch_one(pool)
+    .await?;
+    metrics::gauge!("reserva_stock_items_low").set(low as f64);
+    metrics::gauge!("reserva_stock_items_depleted").set(depleted as f64);
     Ok(())
 }

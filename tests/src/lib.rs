@@ -4,6 +4,8 @@
 //! With `DATABASE_URL` set, tests create their databases on that server; without it a private
 //! cluster is started once per test process under `.reserva/test-cluster` and stopped when the
 //! process exits. `TEST_LOG=1` prints the service's logs.
+//!
+//! [`fake_stripe`]: a stateful Stripe stand-in for the real async-stripe client.
 
 use api::configuration::{GatewaySettings, Settings};
 use api::postgres::{ClusterOptions, PrivateCluster};
@@ -16,6 +18,10 @@ use std::str::FromStr;
 use std::sync::LazyLock;
 use std::time::Duration;
 use tokio::sync::OnceCell;
+
+pub mod fake_stripe;
+
+pub use fake_stripe::FakeStripe;
 
 static TRACING: LazyLock<()> = LazyLock::new(|| {
     if std::env::var("TEST_LOG").is_ok() {
@@ -190,6 +196,21 @@ impl TestApp {
             .post(format!("{}{path}", self.address))
             .header("content-type", content_type)
             .body(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// `POST /webhooks/stripe` with `body`, signed now with [`WEBHOOK_SECRET`] by the real
+    /// scheme (the body is sent byte for byte as signed).
+    pub async fn post_stripe_webhook(&self, body: &str) -> reqwest::Response {
+        let signature =
+            stripe_webhook::Webhook::generate_test_header(body, WEBHOOK_SECRET, None);
+        self.client
+            .post(format!("{}/webhooks/stripe", self.address))
+            .header("content-type", "application/json")
+            .header("stripe-signature", signature)
+            .body(body.to_owned())
             .send()
             .await
             .expect("request")
@@ -404,6 +425,14 @@ impl TestApp {
             .await
             .unwrap_or_else(|e| panic!("{lock}: {e}"));
         conn
+    }
+
+    /// Runs the deadline job once on the server's bus, as the scheduler would (100 rows per
+    /// claim), and returns what it did; panics when it cannot claim.
+    pub async fn run_deadlines_once(&self) -> commands::deadlines::Expired {
+        commands::deadlines::run_once(&self.bus, 100)
+            .await
+            .expect("run the deadline job once")
     }
 
     /// `GET path`: its status and JSON body (`Null` when the body is not JSON).

@@ -1,4 +1,4 @@
-//! Operations: projections and their rebuilds, dead letters.
+//! Operations: projections and their rebuilds, dead letters, sagas.
 
 use actix_web::{HttpResponse, web};
 use commands::feed::dead_letters::{self, Action, Requested};
@@ -129,4 +129,19 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(state.metrics.render())
+}
+
+/// `GET /admin/sagas/{id}`: the order's or booking's saga, its state and every step it took.
+pub async fn get_saga(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = super::path_uuid(&path)?;
+    match commands::sagas::store::find(&state.pool, id).await? {
+        Some(saga) => Ok(HttpResponse::Ok().json(saga)),
+        None => Err(ApiError::not_found(
+            "saga_not_found",
+            format!("no saga for {id} (nothing has happened to it yet)"),
+        )),
+    }
 }

@@ -1,4 +1,5 @@
-//! Bookings: guests on a time slot. The booking saga comes with the feed.
+//! Bookings: guests on a time slot; place, cancel and read. The booking saga comes with the
+//! feed.
 
 use actix_web::{HttpResponse, web};
 use domain::booking::{Booking, BookingCommand};
@@ -9,8 +10,8 @@ use serde::Deserialize;
 use projections::queries;
 
 use super::params::{ReadParams, found, settle, wait_for};
-use super::{accepted_command, path_uuid};
-use crate::extract::{RequestContext, ValidJson};
+use super::{CancelBody, accepted_command, cancel_input, path_uuid};
+use crate::extract::{OptionalJson, RequestContext, ValidJson};
 use crate::problem::{ApiError, FieldError};
 use crate::state::{AppState, Ttl};
 use crate::validation::{Validator, accepted};
@@ -66,6 +67,33 @@ pub async fn place_booking(
     let committed = state
         .bus
         .execute::<Booking>(&id.to_string(), command, &ctx.metadata())
+        .await?;
+    Ok(accepted_command(
+        &id.to_string(),
+        &format!("/api/v1/bookings/{id}"),
+        committed,
+    ))
+}
+
+/// Cancels a booking that has not ended (a `CONFIRMED` one is cancelled and then refunded by
+/// the saga). Idempotent: cancelling a cancelled booking records nothing and answers 202 with
+/// the same position. An unknown booking is 404, one that already ended otherwise 409
+/// `illegal_transition`.
+pub async fn cancel_booking(
+    state: web::Data<AppState>,
+    ctx: RequestContext,
+    path: web::Path<String>,
+    OptionalJson(body): OptionalJson<CancelBody>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, reason) = cancel_input(&path, body)?;
+    let id = BookingId(id);
+    let committed = state
+        .bus
+        .execute::<Booking>(
+            &id.to_string(),
+            BookingCommand::Cancel { reason },
+            &ctx.metadata(),
+        )
         .await?;
     Ok(accepted_command(
         &id.to_string(),

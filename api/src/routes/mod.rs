@@ -13,9 +13,10 @@ use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use commands::Committed;
 use domain::Sku;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::problem::{ApiError, FieldError};
+use crate::validation::{Validator, accepted};
 
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -37,12 +38,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .get(orders::list_orders),
             )
             .service(resource("/orders/{id}").get(orders::get_order))
+            .service(resource("/orders/{id}/cancel").post(orders::cancel_order))
             .service(
                 resource("/bookings")
                     .post(bookings::place_booking)
                     .get(bookings::list_bookings),
             )
             .service(resource("/bookings/{id}").get(bookings::get_booking))
+            .service(resource("/bookings/{id}/cancel").post(bookings::cancel_booking))
             .service(resource("/payments/{id}").get(payments::get_payment)),
     )
     .service(
@@ -51,7 +54,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/projections/{name}/rebuild").post(admin::rebuild_projection))
             .service(resource("/dead-letters").get(admin::list_dead_letters))
             .service(resource("/dead-letters/{id}/retry").post(admin::retry_dead_letter))
-            .service(resource("/dead-letters/{id}/skip").post(admin::skip_dead_letter)),
+            .service(resource("/dead-letters/{id}/skip").post(admin::skip_dead_letter))
+            .service(resource("/sagas/{id}").get(admin::get_saga)),
     )
     .service(resource("/metrics").get(admin::metrics))
     .service(
@@ -100,4 +104,30 @@ fn path_sku(raw: &str) -> Result<Sku, ApiError> {
 fn path_uuid(raw: &str) -> Result<uuid::Uuid, ApiError> {
     uuid::Uuid::parse_str(raw)
         .map_err(|_| ApiError::validation(vec![FieldError::new("id", "must be a UUID")]))
+}
+
+/// Longest cancellation reason kept, in characters.
+const MAX_REASON_CHARS: usize = 500;
+
+/// The reason recorded when a cancel names none.
+const DEFAULT_CANCEL_REASON: &str = "cancelled by customer";
+
+/// The optional body of `POST /api/v1/orders/{id}/cancel` and `/bookings/{id}/cancel`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelBody {
+    reason: Option<String>,
+}
+
+/// The id in the path and the reason of a cancel (the default one when the body or its
+/// `reason` is absent), with every field error of both at once.
+fn cancel_input(raw_id: &str, body: Option<CancelBody>) -> Result<(uuid::Uuid, String), ApiError> {
+    let mut v = Validator::default();
+    let id = v.uuid("id", raw_id);
+    let reason = match body.and_then(|b| b.reason) {
+        Some(raw) => v.text("reason", &raw, MAX_REASON_CHARS),
+        None => Some(DEFAULT_CANCEL_REASON.to_owned()),
+    };
+    v.finish()?;
+    Ok((accepted(id)?, accepted(reason)?))
 }

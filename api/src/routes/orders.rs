@@ -1,4 +1,5 @@
-//! Orders: place and read. The order saga (reserve, pay, complete) comes with the feed.
+//! Orders: place, cancel and read. The order saga (reserve, pay, complete, and undo after a
+//! cancel) comes with the feed.
 
 use actix_web::{HttpResponse, web};
 use domain::order::{Order, OrderCommand, OrderItem};
@@ -9,8 +10,8 @@ use serde::Deserialize;
 use projections::queries;
 
 use super::params::{ReadParams, found, settle, wait_for};
-use super::{accepted_command, path_uuid};
-use crate::extract::{RequestContext, ValidJson};
+use super::{CancelBody, accepted_command, cancel_input, path_uuid};
+use crate::extract::{OptionalJson, RequestContext, ValidJson};
 use crate::problem::{ApiError, FieldError};
 use crate::state::{AppState, Ttl};
 use crate::validation::{Validator, accepted};
@@ -114,6 +115,33 @@ pub async fn place_order(
     let committed = state
         .bus
         .execute::<Order>(&id.to_string(), command, &ctx.metadata())
+        .await?;
+    Ok(accepted_command(
+        &id.to_string(),
+        &format!("/api/v1/orders/{id}"),
+        committed,
+    ))
+}
+
+/// Cancels an order that has not ended: before payment the saga then releases its stock and
+/// cancels the intent; after (a `COMPLETED` order) it refunds. Idempotent: cancelling a
+/// cancelled order records nothing and answers 202 with the same position. An unknown order is
+/// 404, one that already ended otherwise (failed, expired, refunded) 409 `illegal_transition`.
+pub async fn cancel_order(
+    state: web::Data<AppState>,
+    ctx: RequestContext,
+    path: web::Path<String>,
+    OptionalJson(body): OptionalJson<CancelBody>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, reason) = cancel_input(&path, body)?;
+    let id = OrderId(id);
+    let committed = state
+        .bus
+        .execute::<Order>(
+            &id.to_string(),
+            OrderCommand::Cancel { reason },
+            &ctx.metadata(),
+        )
         .await?;
     Ok(accepted_command(
         &id.to_string(),

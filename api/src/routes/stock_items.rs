@@ -134,6 +134,7 @@ pub async fn restock(
 pub struct StockListParams {
     kind: Option<String>,
     low_stock: Option<String>,
+    depleted: Option<String>,
     starts_from: Option<String>,
     starts_before: Option<String>,
     #[serde(flatten)]
@@ -156,7 +157,7 @@ pub async fn get_stock_item(
 }
 
 /// Lists stock levels: `kind=time_slot` orders slots by start time, `low_stock=true` gives the
-/// low-stock list.
+/// low-stock list, `depleted=true` the items with nothing left.
 pub async fn list_stock_items(
     state: web::Data<AppState>,
     params: web::Query<StockListParams>,
@@ -169,6 +170,7 @@ pub async fn list_stock_items(
         v.error("kind", "must be product or time_slot");
     }
     let low_stock = boolean(&mut v, "low_stock", params.low_stock.as_deref());
+    let depleted = boolean(&mut v, "depleted", params.depleted.as_deref());
     let mut instant = |field: &str, raw: Option<&str>| {
         raw.and_then(|raw| match DateTime::parse_from_rfc3339(raw) {
             Ok(at) => Some(at.with_timezone(&Utc)),
@@ -187,6 +189,7 @@ pub async fn list_stock_items(
     let filter = StockFilter {
         kind,
         low_stock,
+        depleted,
         starts_from,
         starts_before,
     };

@@ -41,12 +41,16 @@ pub async fn stripe(
     )
     .await
     .map_err(|error| match error {
+        Ok(Rejected::NotYetRecorded(payment)) => ApiError::not_yet(
+            "payment_not_recorded",
+            format!("payment {payment} is not recorded yet; deliver again"),
+        ),
         Ok(rejected) => {
             let code = match rejected {
                 Rejected::BadSignature => "invalid_signature",
                 Rejected::Stale => "stale_signature",
                 Rejected::BadHeader => "malformed_signature",
-                Rejected::Malformed(_) => "malformed_event",
+                Rejected::Malformed(_) | Rejected::NotYetRecorded(_) => "malformed_event",
             };
             ApiError::bad_request(code, rejected.to_string())
         }

@@ -10,7 +10,7 @@ use serde::Serialize;
 use sqlx::{FromRow, PgConnection, PgPool};
 use std::collections::HashSet;
 
-use crate::feed::subscription::{self, Handler, HandlerError, SubscriptionOptions};
+use crate::feed::subscription::{self, Handler, SubscriptionOptions};
 use crate::feed::{self, FeedEvent};
 
 /// Which aggregate an event belongs to.
@@ -321,10 +321,7 @@ async fn drain(
                 Err(error) => {
                     sqlx::query("ROLLBACK").execute(&mut *conn).await?;
                     if error.is_transient() {
-                        return Err(match error {
-                            HandlerError::Database(error) => error,
-                            HandlerError::Rejected(message) => sqlx::Error::Protocol(message),
-                        });
+                        return Err(error.into_sqlx());
                     }
                     if attempt < options.max_attempts {
                         tokio::time::sleep(options.retry_delay(attempt)).await;

@@ -58,6 +58,10 @@ pub enum HandlerError {
     /// The database refused or failed.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+    /// Something the handler depends on (the event store through the command bus, a provider)
+    /// is briefly unreachable: retried without counting towards parking.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl HandlerError {
@@ -67,6 +71,7 @@ impl HandlerError {
         match self {
             Self::Rejected(_) => false,
             Self::Database(error) => is_transient(error),
+            Self::Unavailable(_) => true,
         }
     }
 }
@@ -405,7 +410,7 @@ impl Subscription {
             Err(error) => {
                 sqlx::query("ROLLBACK").execute(&mut *conn).await?;
                 if error.is_transient() {
-                    return Err(into_sqlx(error));
+                    return Err(error.into_sqlx());
                 }
                 tracing::debug!(subscription = %name, %error, "batch failed; handling its events one by one");
                 self.one_by_one(conn, state, checkpoint, &events).await?;
@@ -472,7 +477,7 @@ impl Subscription {
                     Err(error) => {
                         sqlx::query("ROLLBACK").execute(&mut *conn).await?;
                         if error.is_transient() {
-                            return Err(into_sqlx(error));
+                            return Err(error.into_sqlx());
                         }
                         metrics_failed(name);
                         if attempt < self.options.max_attempts {
@@ -533,10 +538,14 @@ impl RunState {
     }
 }
 
-fn into_sqlx(error: HandlerError) -> sqlx::Error {
-    match error {
-        HandlerError::Database(error) => error,
-        HandlerError::Rejected(message) => sqlx::Error::Protocol(message),
+impl HandlerError {
+    /// As the runner's own error type, for failures that end the current attempt.
+    pub(crate) fn into_sqlx(self) -> sqlx::Error {
+        match self {
+            Self::Database(error) => error,
+            Self::Rejected(message) => sqlx::Error::Protocol(message),
+            Self::Unavailable(message) => sqlx::Error::Io(std::io::Error::other(message)),
+        }
     }
 }
 

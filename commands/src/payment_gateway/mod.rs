@@ -52,6 +52,14 @@ pub trait PaymentGateway: Send + Sync {
         amount: Money,
         refund_key: &str,
     ) -> Result<String, PaymentGatewayError>;
+
+    /// Every intent the provider holds, all pages, for reconciliation. Read-only, so safe to
+    /// repeat. Includes intents that are not Reserva's (no `payment_id` in their metadata).
+    ///
+    /// # Errors
+    /// As [`PaymentGateway::create_intent`]; [`PaymentGatewayError::Declined`] also when an
+    /// intent cannot be represented (a currency Reserva does not know).
+    async fn list_intents(&self) -> Result<Vec<ProviderIntent>, PaymentGatewayError>;
 }
 
 /// What an intent is created for.
@@ -72,6 +80,21 @@ pub struct Intent {
     pub id: String,
     /// Handed to the client to confirm the payment.
     pub client_secret: Option<String>,
+}
+
+/// One intent as the provider reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderIntent {
+    /// The provider's id (`pi_…`).
+    pub id: String,
+    /// Stripe's status string (`requires_payment_method`, `succeeded`, `canceled`, …).
+    pub status: String,
+    /// What the intent is for.
+    pub amount: Money,
+    /// Refunded so far, in minor units of `amount`'s currency (cumulative).
+    pub amount_refunded: i64,
+    /// The Payment named in the intent's metadata; `None` for intents Reserva did not create.
+    pub payment_id: Option<PaymentId>,
 }
 
 /// Why a gateway call did not succeed; the split decides whether retrying can help.

@@ -16,7 +16,7 @@ use failsafe::failure_policy::{self, ConsecutiveFailures};
 use failsafe::futures::CircuitBreaker;
 use failsafe::{Config, StateMachine};
 
-use super::{Intent, IntentRequest, PaymentGateway, PaymentGatewayError};
+use super::{Intent, IntentRequest, PaymentGateway, PaymentGatewayError, ProviderIntent};
 
 /// How hard [`Resilient`] tries before giving up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,5 +164,11 @@ impl<G: PaymentGateway> PaymentGateway for Resilient<G> {
             self.inner.refund(intent_id, amount, refund_key)
         })
         .await
+    }
+
+    /// The whole listing is one attempt: a failure part-way re-reads every page.
+    async fn list_intents(&self) -> Result<Vec<ProviderIntent>, PaymentGatewayError> {
+        self.run("list_intents", || self.inner.list_intents())
+            .await
     }
 }

@@ -13,10 +13,17 @@ use domain::{Money, Owner, PaymentId};
 use serde_json::{Value, json};
 use stripe_webhook::Webhook;
 
-use super::{Intent, IntentRequest, PaymentGateway, PaymentGatewayError};
+use super::{Intent, IntentRequest, PaymentGateway, PaymentGatewayError, ProviderIntent};
 
-/// Deliveries of one event before it is given up and logged.
-const DELIVERY_ATTEMPTS: u32 = 5;
+/// Deliveries of one event before it is given up and logged (about 15 s in all).
+const DELIVERY_ATTEMPTS: u32 = 12;
+
+/// First pause between deliveries, doubling up to [`MAX_REDELIVERY_DELAY`]. Short because the
+/// usual refusal is a 503 for a payment the saga records a few milliseconds later.
+const FIRST_REDELIVERY_DELAY: Duration = Duration::from_millis(5);
+
+/// Longest pause between deliveries.
+const MAX_REDELIVERY_DELAY: Duration = Duration::from_secs(5);
 
 /// The local stand-in for Stripe. Idempotent like Stripe: creating the intent of a known
 /// payment again returns it without settling it twice, and a repeated refund key returns the
@@ -113,7 +120,8 @@ impl Shared {
                 }
                 Err(error) => tracing::warn!(attempt, %error, "simulated webhook not delivered"),
             }
-            tokio::time::sleep(Duration::from_millis(100) * 2u32.pow(attempt)).await;
+            let pause = FIRST_REDELIVERY_DELAY.saturating_mul(1 << attempt.min(16));
+            tokio::time::sleep(pause.min(MAX_REDELIVERY_DELAY)).await;
         }
         tracing::error!(url = %self.webhook_url, body, "simulated webhook given up");
     }
@@ -269,5 +277,21 @@ impl PaymentGateway for SimulatedGateway {
         };
         spawn_delivery(&self.shared, body);
         Ok(refund_id)
+    }
+
+    async fn list_intents(&self) -> Result<Vec<ProviderIntent>, PaymentGatewayError> {
+        let intents = self.shared.intents();
+        let mut listed: Vec<ProviderIntent> = intents
+            .iter()
+            .map(|(id, intent)| ProviderIntent {
+                id: id.clone(),
+                status: intent.status.to_owned(),
+                amount: intent.amount,
+                amount_refunded: intent.refunded,
+                payment_id: Some(intent.payment_id),
+            })
+            .collect();
+        listed.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(listed)
     }
 }

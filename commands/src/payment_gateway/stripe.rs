@@ -4,15 +4,20 @@ use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
-use domain::{Money, Owner};
+use domain::{Money, Owner, PaymentId};
 use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
+use stripe_core::PaymentIntent;
 use stripe_core::payment_intent::{
     CancelPaymentIntent, CancelPaymentIntentCancellationReason, CreatePaymentIntent,
+    ListPaymentIntent,
 };
 use stripe_core::refund::CreateRefund;
-use stripe_types::Currency;
+use stripe_types::{Currency, Expandable};
 
-use super::{Intent, IntentRequest, PaymentGateway, PaymentGatewayError};
+use super::{Intent, IntentRequest, PaymentGateway, PaymentGatewayError, ProviderIntent};
+
+/// Stripe's largest page.
+const PAGE_SIZE: i64 = 100;
 
 /// The real provider. Retries are deliberately not async-stripe's: its retry strategies either
 /// invent a new idempotency key per call or send none, so [`super::Resilient`] loops with
@@ -94,6 +99,60 @@ impl PaymentGateway for StripeGateway {
             .map_err(map_error)?;
         Ok(refund.id.as_str().to_owned())
     }
+
+    /// Pages through `GET /v1/payment_intents` with each intent's latest charge expanded: the
+    /// refunded amount lives on the charge, and expanding it costs no extra request.
+    async fn list_intents(&self) -> Result<Vec<ProviderIntent>, PaymentGatewayError> {
+        let mut intents = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut request = ListPaymentIntent::new()
+                .limit(PAGE_SIZE)
+                .expand(vec!["data.latest_charge".to_owned()]);
+            if let Some(last) = &after {
+                request = request.starting_after(last.as_str());
+            }
+            let page = request.send(&self.client).await.map_err(map_error)?;
+            for intent in &page.data {
+                intents.push(provider_intent(intent)?);
+            }
+            match page.data.last() {
+                Some(last) if page.has_more => after = Some(last.id.as_str().to_owned()),
+                _ => return Ok(intents),
+            }
+        }
+    }
+}
+
+fn provider_intent(intent: &PaymentIntent) -> Result<ProviderIntent, PaymentGatewayError> {
+    let id = intent.id.as_str().to_owned();
+    let code = intent.currency.to_string().to_ascii_uppercase();
+    let amount = domain::Currency::parse(&code)
+        .and_then(|currency| Money::new(intent.amount, currency))
+        .map_err(|e| PaymentGatewayError::Declined(format!("intent {id}: {e}")))?;
+    // Only a charge that was paid can carry refunds; an unexpanded one would hide them.
+    let amount_refunded = match &intent.latest_charge {
+        None => 0,
+        Some(Expandable::Object(charge)) => charge.amount_refunded,
+        Some(Expandable::Id(charge)) => {
+            return Err(PaymentGatewayError::Unavailable(format!(
+                "intent {id}: charge {} came back unexpanded",
+                charge.as_str()
+            )));
+        }
+    };
+    let payment_id = intent
+        .metadata
+        .get("payment_id")
+        .and_then(|raw| raw.parse().ok())
+        .map(PaymentId);
+    Ok(ProviderIntent {
+        id,
+        status: intent.status.as_str().to_owned(),
+        amount,
+        amount_refunded,
+        payment_id,
+    })
 }
 
 /// Stripe's currency codes are the ISO codes in lower case.

@@ -323,6 +323,114 @@ fn releasing_a_committed_hold_is_refused() {
         .then_expect_error(StockItemError::ReservationCommitted(rid(1)));
 }
 
+fn return_sold(id: u128) -> StockItemCommand {
+    StockItemCommand::ReturnReservation {
+        reservation_id: rid(id),
+    }
+}
+fn returned(id: u128, quantity: u32, on_hand: u32) -> StockItemEvent {
+    StockItemEvent::ReservationReturned {
+        reservation_id: rid(id),
+        quantity,
+        on_hand,
+    }
+}
+
+#[test]
+fn returning_a_sale_puts_its_units_back_on_hand() {
+    given(vec![registered(10), reserved(1, 4), committed(1, 4, 6)])
+        .when(return_sold(1))
+        .then_expect_events(vec![returned(1, 4, 10)]);
+}
+
+#[test]
+fn returning_a_sale_puts_back_only_its_own_units() {
+    // Other holds and sales stay as they are: on_hand grows by exactly the returned sale.
+    given(vec![
+        registered(10),
+        reserved(1, 4),
+        reserved(2, 3),
+        committed(1, 4, 6),
+        reserved(3, 2),
+        committed(3, 2, 4),
+    ])
+    .when(return_sold(3))
+    .then_expect_events(vec![returned(3, 2, 6)]);
+}
+
+#[test]
+fn returning_a_sale_that_emptied_the_item_reports_no_alert() {
+    // Availability only rises, so neither low stock nor depletion is reported again.
+    given(vec![
+        registered_with_threshold(5, 2),
+        reserved(1, 5),
+        low(0, 2),
+        StockItemEvent::StockDepleted,
+        committed(1, 5, 0),
+    ])
+    .when(return_sold(1))
+    .then_expect_events(vec![returned(1, 5, 5)]);
+}
+
+#[test]
+fn returning_twice_records_nothing() {
+    given(vec![
+        registered(10),
+        reserved(1, 4),
+        committed(1, 4, 6),
+        returned(1, 4, 10),
+    ])
+    .when(return_sold(1))
+    .then_expect_events(vec![]);
+}
+
+#[test]
+fn a_returned_sale_cannot_be_released_and_committing_it_again_records_nothing() {
+    let history = || {
+        vec![
+            registered(10),
+            reserved(1, 4),
+            committed(1, 4, 6),
+            returned(1, 4, 10),
+        ]
+    };
+    given(history())
+        .when(release(1))
+        .then_expect_error(StockItemError::ReservationCommitted(rid(1)));
+    given(history())
+        .when(commit(1))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn returning_a_hold_not_yet_committed_is_refused() {
+    given(vec![registered(10), reserved(1, 4)])
+        .when(return_sold(1))
+        .then_expect_error(StockItemError::ReservationNotCommitted(rid(1)));
+}
+
+#[test]
+fn returning_a_released_hold_is_refused() {
+    given(vec![registered(10), reserved(1, 4), released(1, 4)])
+        .when(return_sold(1))
+        .then_expect_error(StockItemError::ReservationReleased(rid(1)));
+}
+
+#[test]
+fn returning_an_unknown_reservation_is_refused() {
+    given(vec![registered(10), reserved(1, 4), committed(1, 4, 6)])
+        .when(return_sold(2))
+        .then_expect_error(StockItemError::ReservationNotFound(rid(2)));
+}
+
+#[test]
+fn returning_before_registration_is_refused() {
+    TestFramework::<StockItem>::with(())
+        .given_no_previous_events()
+        .when(return_sold(1))
+        .then_expect_error(StockItemError::NotRegistered);
+}
+
 #[test]
 fn low_stock_is_reported_when_availability_crosses_down_to_the_threshold() {
     given(vec![registered_with_threshold(10, 3)])

@@ -1,6 +1,7 @@
-//! The read models, one per aggregate type.
+//! The read models: one per aggregate type, and the deadlines of open orders and bookings.
 
 pub mod bookings;
+pub mod deadlines;
 pub mod orders;
 pub mod payments;
 pub mod stock_items;

@@ -1,11 +1,8 @@
 //! The payment gateway: the real async-stripe client against a fake Stripe started here, the
 //! retry and breaker layer around it, and the simulated provider end to end through webhooks.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use commands::CommandMetadata;
 use commands::payment_gateway::{
     IntentRequest, PaymentGateway, PaymentGatewayError, ResiliencePolicy, Resilient,
@@ -14,118 +11,7 @@ use commands::payment_gateway::{
 use domain::payment::{Payment, PaymentCommand};
 use domain::{Currency, Money, OrderId, Owner, PaymentId};
 use serde_json::{Value, json};
-use tests::{TestApp, WEBHOOK_SECRET, eventually, spawn_app};
-
-/// One request the fake received; the form body is decoded into pairs.
-#[derive(Debug, Clone)]
-struct Received {
-    method: String,
-    path: String,
-    idempotency_key: Option<String>,
-    form: HashMap<String, String>,
-}
-
-#[derive(Default)]
-struct Script {
-    received: Mutex<Vec<Received>>,
-    /// Answers given before falling back to a success for the path.
-    answers: Mutex<VecDeque<(u16, Value)>>,
-}
-
-/// A Stripe stand-in on a free port: records requests and answers from a script.
-struct FakeStripe {
-    uri: String,
-    script: Arc<Script>,
-    server: actix_web::dev::ServerHandle,
-}
-
-impl FakeStripe {
-    async fn start() -> Self {
-        let script = Arc::new(Script::default());
-        let data = web::Data::from(Arc::clone(&script));
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
-                .default_service(web::to(answer))
-        })
-        .workers(1)
-        .bind(("127.0.0.1", 0))
-        .unwrap();
-        let uri = format!("http://{}/", server.addrs()[0]);
-        let server = server.run();
-        let handle = server.handle();
-        tokio::spawn(server);
-        Self {
-            uri,
-            script,
-            server: handle,
-        }
-    }
-
-    fn then_answer(&self, status: u16, body: Value) {
-        self.script
-            .answers
-            .lock()
-            .unwrap()
-            .push_back((status, body));
-    }
-
-    fn received(&self) -> Vec<Received> {
-        self.script.received.lock().unwrap().clone()
-    }
-}
-
-impl Drop for FakeStripe {
-    fn drop(&mut self) {
-        let server = self.server.clone();
-        tokio::spawn(async move { server.stop(false).await });
-    }
-}
-
-async fn answer(request: HttpRequest, body: web::Bytes, script: web::Data<Script>) -> HttpResponse {
-    let form = String::from_utf8_lossy(&body)
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .map(|(k, v)| (decode(k), decode(v)))
-        .collect();
-    let path = request.path().to_owned();
-    script.received.lock().unwrap().push(Received {
-        method: request.method().to_string(),
-        path: path.clone(),
-        idempotency_key: request
-            .headers()
-            .get("idempotency-key")
-            .map(|v| v.to_str().unwrap().to_owned()),
-        form,
-    });
-    let scripted = script.answers.lock().unwrap().pop_front();
-    let (status, body) = scripted.unwrap_or_else(|| (200, success_for(&path)));
-    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).json(body)
-}
-
-fn decode(text: &str) -> String {
-    text.replace("%5B", "[")
-        .replace("%5D", "]")
-        .replace('+', " ")
-}
-
-/// The smallest bodies async-stripe accepts (every required field).
-fn success_for(path: &str) -> Value {
-    if path == "/v1/refunds" {
-        return json!({"id": "re_fake_1", "object": "refund", "amount": 500,
-            "created": 1_700_000_000, "currency": "mxn"});
-    }
-    let status = if path.ends_with("/cancel") {
-        "canceled"
-    } else {
-        "requires_payment_method"
-    };
-    json!({"id": "pi_fake_1", "object": "payment_intent", "amount": 1500,
-        "amount_capturable": 0, "amount_received": 0, "capture_method": "automatic",
-        "client_secret": "pi_fake_1_secret_abc", "confirmation_method": "automatic",
-        "created": 1_700_000_000, "currency": "mxn", "livemode": false, "metadata": {},
-        "payment_method_types": ["card"], "status": status})
-}
+use tests::{FakeStripe, TestApp, WEBHOOK_SECRET, eventually, spawn_app};
 
 fn stripe_error(kind: &str, message: &str) -> Value {
     json!({"error": {"type": kind, "code": "card_declined", "message": message}})
@@ -164,35 +50,39 @@ async fn stripe_calls_carry_deterministic_idempotency_keys_and_the_payment_metad
     // Arrange
     let fake = FakeStripe::start().await;
     let gateway = stripe_gateway(&fake);
-    let request = intent_request(1500);
-    let Owner::Order(order_id) = request.owner else {
+    let abandoned = intent_request(1500);
+    let paid = intent_request(1500);
+    let Owner::Order(order_id) = abandoned.owner else {
         unreachable!()
     };
 
     // Act
-    let intent = gateway.create_intent(&request).await.unwrap();
-    gateway.cancel_intent("pi_fake_1").await.unwrap();
-    let refund = gateway.refund("pi_fake_1", mxn(500), "r-1").await.unwrap();
+    let intent = gateway.create_intent(&abandoned).await.unwrap();
+    gateway.cancel_intent(&intent.id).await.unwrap();
+    let other = gateway.create_intent(&paid).await.unwrap();
+    fake.succeed(&other.id);
+    let refund = gateway.refund(&other.id, mxn(500), "r-1").await.unwrap();
 
     // Assert
     assert_eq!(intent.id, "pi_fake_1");
     assert_eq!(
         intent.client_secret.as_deref(),
-        Some("pi_fake_1_secret_abc")
+        Some("pi_fake_1_secret_fake")
     );
+    assert_eq!(other.id, "pi_fake_2");
     assert_eq!(refund, "re_fake_1");
-    let [create, cancel, refunded] = fake.received().try_into().unwrap();
+    let [create, cancel, _, refunded] = fake.received().try_into().unwrap();
     assert_eq!(
         (create.method.as_str(), create.path.as_str()),
         ("POST", "/v1/payment_intents")
     );
-    let key = format!("create-{}", request.payment_id);
+    let key = format!("create-{}", abandoned.payment_id);
     assert_eq!(create.idempotency_key.as_deref(), Some(key.as_str()));
     assert_eq!(create.form["amount"], "1500");
     assert_eq!(create.form["currency"], "mxn");
     assert_eq!(
         create.form["metadata[payment_id]"],
-        request.payment_id.to_string()
+        abandoned.payment_id.to_string()
     );
     assert_eq!(create.form["metadata[order_id]"], order_id.to_string());
     assert_eq!(cancel.path, "/v1/payment_intents/pi_fake_1/cancel");
@@ -200,7 +90,103 @@ async fn stripe_calls_carry_deterministic_idempotency_keys_and_the_payment_metad
     assert_eq!(refunded.path, "/v1/refunds");
     assert_eq!(refunded.idempotency_key.as_deref(), Some("refund-r-1"));
     assert_eq!(refunded.form["amount"], "500");
-    assert_eq!(refunded.form["payment_intent"], "pi_fake_1");
+    assert_eq!(refunded.form["payment_intent"], "pi_fake_2");
+    let [first, second] = fake.intents().try_into().unwrap();
+    assert_eq!(
+        (first.status.as_str(), first.cancellation_reason.as_deref()),
+        ("canceled", Some("abandoned"))
+    );
+    assert_eq!((second.status.as_str(), second.amount_refunded), ("succeeded", 500));
+}
+
+#[tokio::test]
+async fn a_repeated_call_reaches_the_same_stripe_object() {
+    // Arrange
+    let fake = FakeStripe::start().await;
+    let gateway = stripe_gateway(&fake);
+    let request = intent_request(1500);
+
+    // Act
+    let first = gateway.create_intent(&request).await.unwrap();
+    let again = gateway.create_intent(&request).await.unwrap();
+    fake.succeed(&first.id);
+    let refund = gateway.refund(&first.id, mxn(500), "r-1").await.unwrap();
+    let refund_again = gateway.refund(&first.id, mxn(500), "r-1").await.unwrap();
+
+    // Assert
+    assert_eq!(first, again);
+    assert_eq!(refund, refund_again);
+    let [intent] = fake.intents().try_into().unwrap();
+    assert_eq!(intent.amount_refunded, 500, "one refund paid out");
+}
+
+#[tokio::test]
+async fn stripe_refuses_what_an_intent_state_does_not_allow() {
+    // Arrange
+    let fake = FakeStripe::start().await;
+    let gateway = stripe_gateway(&fake);
+    let unpaid = gateway.create_intent(&intent_request(1500)).await.unwrap();
+    let paid = gateway.create_intent(&intent_request(1500)).await.unwrap();
+    fake.succeed(&paid.id);
+
+    // Act
+    let refund_unpaid = gateway.refund(&unpaid.id, mxn(100), "r-unpaid").await;
+    let cancel_paid = gateway.cancel_intent(&paid.id).await;
+    let refund_too_much = gateway.refund(&paid.id, mxn(1501), "r-much").await;
+    gateway.cancel_intent(&unpaid.id).await.unwrap();
+    let cancel_twice = gateway.cancel_intent(&unpaid.id).await;
+
+    // Assert
+    assert!(
+        matches!(refund_unpaid, Err(PaymentGatewayError::Declined(_))),
+        "{refund_unpaid:?}"
+    );
+    assert!(
+        matches!(cancel_paid, Err(PaymentGatewayError::Declined(_))),
+        "{cancel_paid:?}"
+    );
+    assert!(
+        matches!(refund_too_much, Err(PaymentGatewayError::Declined(_))),
+        "{refund_too_much:?}"
+    );
+    assert_eq!(cancel_twice, Ok(()));
+    let statuses: Vec<_> = fake.intents().into_iter().map(|i| i.status).collect();
+    assert_eq!(statuses, ["canceled", "succeeded"]);
+}
+
+#[tokio::test]
+async fn listing_reads_every_page_with_refunds_and_metadata() {
+    // Arrange: more intents than one page holds.
+    let fake = FakeStripe::start().await;
+    let gateway = stripe_gateway(&fake);
+    let mut requests = Vec::new();
+    for _ in 0..105 {
+        let request = intent_request(1500);
+        gateway.create_intent(&request).await.unwrap();
+        requests.push(request);
+    }
+    fake.succeed("pi_fake_3");
+    gateway.refund("pi_fake_3", mxn(700), "r-1").await.unwrap();
+
+    // Act
+    let listed = gateway.list_intents().await.unwrap();
+
+    // Assert
+    assert_eq!(listed.len(), 105);
+    let refunded = listed.iter().find(|i| i.id == "pi_fake_3").unwrap();
+    assert_eq!(refunded.status, "succeeded");
+    assert_eq!(refunded.amount, mxn(1500));
+    assert_eq!(refunded.amount_refunded, 700);
+    assert_eq!(refunded.payment_id, Some(requests[2].payment_id));
+    let pages: Vec<_> = fake
+        .received()
+        .into_iter()
+        .filter(|r| r.method == "GET")
+        .map(|r| r.query)
+        .collect();
+    assert_eq!(pages.len(), 2);
+    assert_eq!(pages[0]["expand[0]"], "data.latest_charge");
+    assert_eq!(pages[1]["starting_after"], listed[99].id);
 }
 
 #[tokio::test]

@@ -1,0 +1,69 @@
+//! The booking flow: guests on one time slot, held as that slot's seats.
+
+use domain::booking::{Booking, BookingCommand, BookingEvent};
+use domain::{BookingId, Owner, Quantity};
+use uuid::Uuid;
+
+use super::{Flow, Line, OwnerFact, OwnerStep};
+
+/// Holds a booking's seats, pays, confirms; compensates every failure.
+pub struct BookingSaga;
+
+impl Flow for BookingSaga {
+    const NAME: &'static str = "booking_saga";
+    type Owner = Booking;
+
+    fn owner(id: Uuid) -> Owner {
+        Owner::Booking(BookingId(id))
+    }
+
+    fn saga_of(owner: Owner) -> Option<Uuid> {
+        match owner {
+            Owner::Booking(id) => Some(id.0),
+            Owner::Order(_) => None,
+        }
+    }
+
+    fn read(event: BookingEvent) -> Option<OwnerFact> {
+        match event {
+            BookingEvent::BookingPlaced {
+                slot_sku,
+                guests,
+                total,
+                expires_at,
+                ..
+            } => Some(OwnerFact::Placed {
+                // A placed booking has at least one guest (the aggregate checked it); a zero
+                // here would be a corrupt event, which holds nothing.
+                lines: Quantity::new(i64::from(guests))
+                    .map(|quantity| Line {
+                        sku: slot_sku,
+                        quantity,
+                    })
+                    .into_iter()
+                    .collect(),
+                amount: total,
+                expires_at,
+            }),
+            BookingEvent::BookingCancelled { .. } => Some(OwnerFact::Cancelled),
+            BookingEvent::BookingExpired { .. } => Some(OwnerFact::Expired),
+            _ => None,
+        }
+    }
+
+    fn command(step: OwnerStep) -> BookingCommand {
+        match step {
+            OwnerStep::StockHeld => BookingCommand::MarkSeatsHeld,
+            OwnerStep::StockFailed { reason, .. } => BookingCommand::RejectSeats { reason },
+            OwnerStep::PaymentRequested(payment_id) => {
+                BookingCommand::RequestPayment { payment_id }
+            }
+            OwnerStep::Paid(payment_id) => BookingCommand::Confirm { payment_id },
+            OwnerStep::PaymentFailed(reason) => BookingCommand::FailPayment { reason },
+            OwnerStep::Cancel(reason) => BookingCommand::Cancel { reason },
+            OwnerStep::Refunded(payment_id, amount) => {
+                BookingCommand::MarkRefunded { payment_id, amount }
+            }
+        }
+    }
+}

@@ -1,0 +1,518 @@
+//! The saga's state machine: what to do next, and how to undo what was done.
+//!
+//! Decisions read only the saga's own persisted state, never the order of unrelated events:
+//! the saga issues a command and records the result before it stores its state, so when it
+//! sees a later event it already knows everything it did. What others did (a customer cancel,
+//! the deadline job's expiry, a provider webhook) reaches it as events, and a command of its
+//! own that the owner refuses because of them is recorded and left to the event that follows.
+
+use chrono::{DateTime, Utc};
+use domain::payment::{Payment, PaymentCommand};
+use domain::stock_item::{ReleaseReason, StockItem, StockItemCommand};
+use domain::{Money, Owner, PaymentId, ReservationId};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{Flow, Line, OwnerFact, OwnerStep};
+use crate::bus::Routed;
+use crate::feed::subscription::HandlerError;
+use crate::payment_gateway::{IntentRequest, PaymentGateway, PaymentGatewayError};
+use crate::{CommandBus, CommandError, CommandMetadata};
+
+/// Where a saga is.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SagaState {
+    /// Nothing handled yet.
+    #[default]
+    New,
+    /// Every line is held but no payment was created (the owner ended meanwhile).
+    Held,
+    /// Lines held, intent created: waiting for the provider.
+    AwaitingPayment,
+    /// Paid, committed.
+    Completed,
+    /// A line could not be held; nothing is held.
+    StockFailed,
+    /// The payment failed or could not be created; nothing is held.
+    PaymentFailed,
+    /// Cancelled before payment; nothing is held.
+    Cancelled,
+    /// Expired before payment; nothing is held.
+    Expired,
+    /// A refund was asked of the provider; its webhook ends the saga.
+    Refunding,
+    /// The money came back.
+    Refunded,
+}
+
+impl SagaState {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::New => "new",
+            Self::Held => "held",
+            Self::AwaitingPayment => "awaiting_payment",
+            Self::Completed => "completed",
+            Self::StockFailed => "stock_failed",
+            Self::PaymentFailed => "payment_failed",
+            Self::Cancelled => "cancelled",
+            Self::Expired => "expired",
+            Self::Refunding => "refunding",
+            Self::Refunded => "refunded",
+        }
+    }
+}
+
+/// Everything a saga remembers between events (the `data` column).
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SagaData {
+    /// Where it is.
+    pub state: SagaState,
+    /// The lines, in SKU order (the order they are reserved in).
+    pub lines: Vec<Line>,
+    /// What the customer pays.
+    pub amount: Option<Money>,
+    /// When holds lapse.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The payment, once one was created.
+    pub payment_id: Option<PaymentId>,
+    /// The provider's intent.
+    pub intent_id: Option<String>,
+    /// The provider reported the payment succeeded.
+    pub paid: bool,
+    /// A full refund was asked of the provider (at most one per payment).
+    pub refund_requested: bool,
+}
+
+/// Holds of events recorded before deadlines existed lapse this long after placing.
+const LEGACY_TTL_MINUTES: i64 = 15;
+
+/// A payment event, as the process sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaymentFact {
+    /// The customer paid.
+    Succeeded,
+    /// An attempt failed.
+    Failed(String),
+    /// The provider cancelled the intent.
+    Canceled,
+    /// Refunds so far add up to this.
+    Refunded(Money),
+}
+
+/// What the saga handles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// An event of the order or booking.
+    Owner(OwnerFact),
+    /// An event of its payment.
+    Payment(PaymentFact),
+}
+
+/// One command or provider call a step made, and its answer (the saga's history).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Effect {
+    /// `stock_item/SKU`, `order/<id>`, `payment/<id>` or `gateway`.
+    pub target: String,
+    /// The command or call.
+    pub action: String,
+    /// `applied`, `unchanged`, `refused: …`, `failed: …` or the provider's answer.
+    pub outcome: String,
+}
+
+/// How a command came out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Outcome {
+    /// Events were recorded.
+    Applied,
+    /// A repeat: nothing to record.
+    Unchanged,
+    /// The aggregate refused (the world moved on).
+    Refused(String),
+}
+
+/// The saga's hands: the bus, the provider, and the log of what they did.
+pub(crate) struct Effects<'a> {
+    pub bus: &'a CommandBus,
+    pub gateway: &'a dyn PaymentGateway,
+    pub metadata: CommandMetadata,
+    pub log: Vec<Effect>,
+}
+
+impl Effects<'_> {
+    async fn run<A>(
+        &mut self,
+        id: &str,
+        action: &str,
+        command: A::Command,
+    ) -> Result<Outcome, HandlerError>
+    where
+        A: Routed<Command: Clone + Send>,
+    {
+        let outcome = match self.bus.execute::<A>(id, command, &self.metadata).await {
+            Ok(committed) if committed.events == 0 => Outcome::Unchanged,
+            Ok(_) => Outcome::Applied,
+            Err(CommandError::Rejected(reason)) => Outcome::Refused(reason.to_string()),
+            Err(error @ (CommandError::Conflict { .. } | CommandError::Unavailable(_))) => {
+                return Err(HandlerError::Unavailable(format!(
+                    "{} {id} {action}: {error}",
+                    A::TYPE
+                )));
+            }
+            Err(error @ CommandError::Internal(_)) => {
+                return Err(HandlerError::Rejected(format!(
+                    "{} {id} {action}: {error}",
+                    A::TYPE
+                )));
+            }
+        };
+        self.log.push(Effect {
+            target: format!("{}/{id}", A::TYPE),
+            action: action.to_owned(),
+            outcome: match &outcome {
+                Outcome::Applied => "applied".to_owned(),
+                Outcome::Unchanged => "unchanged".to_owned(),
+                Outcome::Refused(reason) => format!("refused: {reason}"),
+            },
+        });
+        Ok(outcome)
+    }
+
+    fn called(&mut self, action: &str, outcome: String) {
+        self.log.push(Effect {
+            target: "gateway".to_owned(),
+            action: action.to_owned(),
+            outcome,
+        });
+    }
+}
+
+/// One saga's process over one input.
+pub(crate) struct Process<'e, 'a, F> {
+    pub fx: &'e mut Effects<'a>,
+    pub id: Uuid,
+    pub flow: std::marker::PhantomData<F>,
+}
+
+impl<F: Flow> Process<'_, '_, F> {
+    fn owner(&self) -> Owner {
+        F::owner(self.id)
+    }
+
+    fn reservation(&self, line: &Line) -> ReservationId {
+        ReservationId::for_owner(self.owner(), &line.sku)
+    }
+
+    async fn tell_owner(&mut self, step: OwnerStep) -> Result<Outcome, HandlerError> {
+        let action = format!("{step:?}");
+        let id = self.id.to_string();
+        self.fx.run::<F::Owner>(&id, &action, F::command(step)).await
+    }
+
+    async fn stock(
+        &mut self,
+        line: &Line,
+        action: &str,
+        command: StockItemCommand,
+    ) -> Result<Outcome, HandlerError> {
+        self.fx
+            .run::<StockItem>(line.sku.as_str(), action, command)
+            .await
+    }
+
+    async fn payment(
+        &mut self,
+        payment_id: PaymentId,
+        action: &str,
+        command: PaymentCommand,
+    ) -> Result<Outcome, HandlerError> {
+        self.fx
+            .run::<Payment>(&payment_id.to_string(), action, command)
+            .await
+    }
+
+    /// Handles one input, updating `data`.
+    pub(crate) async fn handle(
+        &mut self,
+        data: &mut SagaData,
+        input: Input,
+        recorded_at: DateTime<Utc>,
+    ) -> Result<(), HandlerError> {
+        use SagaState as S;
+        match (data.state, input) {
+            (
+                S::New,
+                Input::Owner(OwnerFact::Placed {
+                    mut lines,
+                    amount,
+                    expires_at,
+                }),
+            ) => {
+                lines.sort_by(|a, b| a.sku.cmp(&b.sku));
+                data.lines = lines;
+                data.amount = Some(amount);
+                data.expires_at = Some(expires_at.unwrap_or_else(|| {
+                    recorded_at + chrono::Duration::minutes(LEGACY_TTL_MINUTES)
+                }));
+                self.placed(data).await
+            }
+            (S::Held | S::AwaitingPayment, Input::Owner(fact @ (OwnerFact::Cancelled | OwnerFact::Expired))) => {
+                let expired = fact == OwnerFact::Expired;
+                let reason = if expired {
+                    ReleaseReason::Expired
+                } else {
+                    ReleaseReason::Cancelled
+                };
+                self.release_all(data, reason).await?;
+                self.cancel_intent(data, if expired { "expired" } else { "cancelled" })
+                    .await?;
+                data.state = if expired { S::Expired } else { S::Cancelled };
+                Ok(())
+            }
+            (S::Completed, Input::Owner(OwnerFact::Cancelled | OwnerFact::Expired)) => {
+                // Paid and committed, then ended (a cancel after payment, or an expiry that
+                // raced the payment): the money goes back and so do the units.
+                self.refund(data).await?;
+                for line in data.lines.clone() {
+                    let command = StockItemCommand::ReturnReservation {
+                        reservation_id: self.reservation(&line),
+                    };
+                    self.stock(&line, "ReturnReservation", command).await?;
+                }
+                data.state = S::Refunding;
+                Ok(())
+            }
+            (S::AwaitingPayment, Input::Payment(PaymentFact::Succeeded)) => {
+                data.paid = true;
+                self.paid(data).await
+            }
+            (
+                S::Held | S::Cancelled | S::Expired | S::PaymentFailed,
+                Input::Payment(PaymentFact::Succeeded),
+            ) => {
+                // Money for something that will not ship is never kept.
+                data.paid = true;
+                self.refund(data).await?;
+                data.state = S::Refunding;
+                Ok(())
+            }
+            (S::AwaitingPayment, Input::Payment(PaymentFact::Failed(reason))) => {
+                self.release_all(data, ReleaseReason::PaymentFailed).await?;
+                self.tell_owner(OwnerStep::PaymentFailed(reason)).await?;
+                // The intent would accept another attempt; this flow has ended, so close it (a
+                // success that still slips through is refunded).
+                self.cancel_intent(data, "payment failed").await?;
+                data.state = S::PaymentFailed;
+                Ok(())
+            }
+            (S::AwaitingPayment, Input::Payment(PaymentFact::Canceled)) => {
+                self.release_all(data, ReleaseReason::Cancelled).await?;
+                self.tell_owner(OwnerStep::Cancel(
+                    "the payment was canceled at the provider".to_owned(),
+                ))
+                .await?;
+                data.state = S::Cancelled;
+                Ok(())
+            }
+            (_, Input::Payment(PaymentFact::Refunded(total))) => {
+                let (Some(amount), Some(payment_id)) = (data.amount, data.payment_id) else {
+                    return Ok(());
+                };
+                if total.amount >= amount.amount {
+                    self.tell_owner(OwnerStep::Refunded(payment_id, total))
+                        .await?;
+                    data.state = S::Refunded;
+                }
+                Ok(())
+            }
+            // Repeats and events that need nothing in this state.
+            _ => Ok(()),
+        }
+    }
+
+    /// Reserves every line in SKU order, then creates the payment.
+    async fn placed(&mut self, data: &mut SagaData) -> Result<(), HandlerError> {
+        let expires_at = data.expires_at.unwrap_or_else(Utc::now);
+        let lines = data.lines.clone();
+        for (held, line) in lines.iter().enumerate() {
+            let command = StockItemCommand::Reserve {
+                reservation_id: self.reservation(line),
+                quantity: line.quantity,
+                owner: self.owner(),
+                expires_at,
+            };
+            if let Outcome::Refused(reason) = self.stock(line, "Reserve", command).await? {
+                for line in &lines[..held] {
+                    self.release(line, ReleaseReason::Compensation).await?;
+                }
+                self.tell_owner(OwnerStep::StockFailed {
+                    sku: line.sku.clone(),
+                    reason,
+                })
+                .await?;
+                data.state = SagaState::StockFailed;
+                return Ok(());
+            }
+        }
+        if let Outcome::Refused(_) = self.tell_owner(OwnerStep::StockHeld).await? {
+            // Ended meanwhile: its Cancelled/Expired event follows and releases the lines.
+            data.state = SagaState::Held;
+            return Ok(());
+        }
+        self.create_payment(data).await
+    }
+
+    async fn create_payment(&mut self, data: &mut SagaData) -> Result<(), HandlerError> {
+        let Some(amount) = data.amount else {
+            return Ok(());
+        };
+        let payment_id = PaymentId::for_owner(self.owner());
+        data.payment_id = Some(payment_id);
+        let request = IntentRequest {
+            payment_id,
+            owner: self.owner(),
+            amount,
+        };
+        let intent = match self.fx.gateway.create_intent(&request).await {
+            Ok(intent) => intent,
+            Err(error) => {
+                // Declined, or still unreachable after the resilience layer's retries: fail
+                // the payment now rather than hold the customer's stock until the deadline.
+                self.fx.called("create_intent", format!("failed: {error}"));
+                self.release_all(data, ReleaseReason::PaymentFailed).await?;
+                self.tell_owner(OwnerStep::PaymentFailed(format!(
+                    "the payment could not be created: {error}"
+                )))
+                .await?;
+                data.state = SagaState::PaymentFailed;
+                return Ok(());
+            }
+        };
+        self.fx.called("create_intent", intent.id.clone());
+        data.intent_id = Some(intent.id.clone());
+        let command = PaymentCommand::Create {
+            owner: self.owner(),
+            amount,
+            provider: self.fx.gateway.provider().to_owned(),
+            provider_intent_id: intent.id,
+            client_secret: intent.client_secret,
+        };
+        // A replay finds it created (`AlreadyCreated`): recorded as refused, nothing lost.
+        self.payment(payment_id, "Create", command).await?;
+        data.state = SagaState::AwaitingPayment;
+        // Refused only when the owner ended meanwhile; its event follows and cancels the intent.
+        self.tell_owner(OwnerStep::PaymentRequested(payment_id))
+            .await?;
+        Ok(())
+    }
+
+    /// Commits every line and completes the owner.
+    async fn paid(&mut self, data: &mut SagaData) -> Result<(), HandlerError> {
+        let Some(payment_id) = data.payment_id else {
+            return Ok(());
+        };
+        let mut lost = None;
+        for line in data.lines.clone() {
+            let command = StockItemCommand::CommitReservation {
+                reservation_id: self.reservation(&line),
+            };
+            if let Outcome::Refused(reason) = self.stock(&line, "CommitReservation", command).await? {
+                lost = Some(reason);
+            }
+        }
+        if let Some(reason) = lost {
+            // A hold vanished under a paid order (an operator released it): it cannot ship
+            // complete, so undo the rest and give the money back.
+            for line in data.lines.clone() {
+                let command = StockItemCommand::ReturnReservation {
+                    reservation_id: self.reservation(&line),
+                };
+                self.stock(&line, "ReturnReservation", command).await?;
+            }
+            self.tell_owner(OwnerStep::Cancel(format!("stock no longer held: {reason}")))
+                .await?;
+            self.refund(data).await?;
+            data.state = SagaState::Refunding;
+            return Ok(());
+        }
+        // Refused only when the owner ended meanwhile (an expiry racing the payment); its
+        // event follows, finds the saga completed, and refunds.
+        self.tell_owner(OwnerStep::Paid(payment_id)).await?;
+        data.state = SagaState::Completed;
+        Ok(())
+    }
+
+    async fn release(&mut self, line: &Line, reason: ReleaseReason) -> Result<(), HandlerError> {
+        let command = StockItemCommand::ReleaseReservation {
+            reservation_id: self.reservation(line),
+            reason,
+        };
+        self.stock(line, "ReleaseReservation", command).await?;
+        Ok(())
+    }
+
+    async fn release_all(
+        &mut self,
+        data: &SagaData,
+        reason: ReleaseReason,
+    ) -> Result<(), HandlerError> {
+        for line in &data.lines {
+            self.release(line, reason).await?;
+        }
+        Ok(())
+    }
+
+    /// Cancels the intent, recording the cancel on the Payment only when the provider agreed:
+    /// a refused cancel may mean the customer just paid, and that success must still land
+    /// (and be refunded) rather than be shadowed by a local "canceled".
+    async fn cancel_intent(&mut self, data: &SagaData, reason: &str) -> Result<(), HandlerError> {
+        let (Some(payment_id), Some(intent_id)) = (data.payment_id, data.intent_id.as_deref())
+        else {
+            return Ok(());
+        };
+        match self.fx.gateway.cancel_intent(intent_id).await {
+            Ok(()) => {
+                self.fx.called("cancel_intent", "canceled".to_owned());
+                let command = PaymentCommand::Cancel {
+                    provider_event_id: None,
+                    reason: reason.to_owned(),
+                };
+                self.payment(payment_id, "Cancel", command).await?;
+            }
+            Err(error) => self.fx.called("cancel_intent", format!("failed: {error}")),
+        }
+        Ok(())
+    }
+
+    /// Asks the provider for a full refund, once per payment whatever the reason (one
+    /// idempotency key per payment, so a cancel-refund and a late-payment refund can never
+    /// both be paid out). The provider's `charge.refunded` webhook records it.
+    async fn refund(&mut self, data: &mut SagaData) -> Result<(), HandlerError> {
+        let (Some(payment_id), Some(intent_id), Some(amount)) =
+            (data.payment_id, data.intent_id.clone(), data.amount)
+        else {
+            return Ok(());
+        };
+        if data.refund_requested {
+            return Ok(());
+        }
+        let key = format!("{payment_id}-full");
+        match self.fx.gateway.refund(&intent_id, amount, &key).await {
+            Ok(refund_id) => self.fx.called("refund", refund_id),
+            Err(PaymentGatewayError::Declined(reason)) => {
+                // Nothing left to refund (an operator refunded by hand) or never paid.
+                self.fx.called("refund", format!("declined: {reason}"));
+            }
+            Err(error) => {
+                // Money is at stake: fail the event so it is retried, then parked for an
+                // operator, never silently dropped.
+                return Err(HandlerError::Rejected(format!(
+                    "refund of payment {payment_id} failed: {error}"
+                )));
+            }
+        }
+        data.refund_requested = true;
+        Ok(())
+    }
+}
