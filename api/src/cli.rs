@@ -1,6 +1,19 @@
-//! The `reserva` command line.
+//! The `reserva` command line, and `reserva reconcile`, whose exit code carries its answer.
 
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+use commands::CommandBus;
+use commands::payment_gateway::{ResiliencePolicy, Resilient, StripeGateway};
+use commands::reconcile::Discrepancy;
+use sqlx::PgPool;
+
+use crate::configuration::{GatewaySettings, Settings};
+
+/// Exit code of `reserva reconcile` when it could not check (1 means it found discrepancies).
+pub const EXIT_ERROR: u8 = 2;
 
 /// Reserva: an event-sourced commerce backend (orders, bookings, stock, payments).
 #[derive(Debug, Parser)]
@@ -37,6 +50,9 @@ pub enum Command {
     /// Events a projection could not handle.
     #[command(subcommand)]
     DeadLetters(DeadLetters),
+    /// Compares the payment provider's intents with Reserva's payments and prints every
+    /// discrepancy. Exits 0 when they agree, 1 when they do not, 2 when it could not check.
+    Reconcile,
 }
 
 /// `reserva dead-letters …`.
@@ -61,4 +77,75 @@ pub enum DeadLetters {
         /// The dead letter's id.
         id: i64,
     },
+}
+
+/// What `reserva reconcile` concluded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reconciled {
+    /// The simulated gateway keeps its intents inside the running service: nothing to compare.
+    NothingToCheck,
+    /// Every discrepancy found; empty when the provider and Reserva agree.
+    Checked(Vec<Discrepancy>),
+}
+
+impl Reconciled {
+    /// The process exit code: 0 when nothing disagrees, 1 when something does.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Checked(found) if !found.is_empty() => 1,
+            _ => 0,
+        }
+    }
+}
+
+/// `reserva reconcile`: compares the configured provider's intents with the Payment
+/// aggregates in `pool` and writes each discrepancy on its own line, then a summary, to `out`.
+/// Read-only on both sides.
+///
+/// # Errors
+/// The Stripe client cannot be built, the provider cannot be listed, the event store cannot be
+/// read, or `out` cannot be written.
+pub async fn reconcile(
+    settings: &Settings,
+    pool: &PgPool,
+    out: &mut impl Write,
+) -> anyhow::Result<Reconciled> {
+    let (secret_key, api_base) = match &settings.gateway {
+        GatewaySettings::Simulated { .. } => {
+            writeln!(
+                out,
+                "reconcile: the simulated gateway keeps its intents inside the running service, \
+                 so there is nothing to reconcile from outside; nothing was checked"
+            )?;
+            return Ok(Reconciled::NothingToCheck);
+        }
+        GatewaySettings::Stripe {
+            secret_key,
+            api_base,
+        } => (secret_key, api_base),
+    };
+    // Listing is one attempt over every page, so it gets longer than a payment call.
+    let policy = ResiliencePolicy {
+        attempt_timeout: Duration::from_secs(300),
+        ..ResiliencePolicy::default()
+    };
+    let stripe = StripeGateway::new(secret_key, api_base.as_deref(), Duration::from_secs(30))
+        .context("building the Stripe client")?;
+    let gateway = Resilient::new(stripe, policy);
+    let bus = CommandBus::new(pool.clone());
+    let found = commands::reconcile::reconcile(&bus, &gateway)
+        .await
+        .context("reconciling with stripe")?;
+    for discrepancy in &found {
+        writeln!(out, "{discrepancy}")?;
+    }
+    match found.len() {
+        0 => writeln!(out, "reconcile: stripe and Reserva agree; no discrepancies")?,
+        1 => writeln!(out, "reconcile: 1 discrepancy between stripe and Reserva")?,
+        n => writeln!(
+            out,
+            "reconcile: {n} discrepancies between stripe and Reserva"
+        )?,
+    }
+    Ok(Reconciled::Checked(found))
 }

@@ -34,6 +34,11 @@ pub struct Settings {
     pub order_ttl: Duration,
     /// `RESERVA_BOOKINGS__TTL_SECS` (default `1800`): how long an unpaid booking holds seats.
     pub booking_ttl: Duration,
+    /// `RESERVA_SAGAS__ENABLED` (default `true`): whether this process runs the order and
+    /// booking sagas. Off, it still serves commands and queries (an API-only replica, or the
+    /// process managers paused during an incident); orders then wait in STARTED until some
+    /// process runs them.
+    pub sagas: bool,
     /// `RESERVA_DEADLINES__INTERVAL_MS` (default `5000`): how often due deadlines are claimed.
     pub deadline_interval: Duration,
 }
@@ -127,6 +132,7 @@ impl Settings {
             gateway: GatewaySettings::from_env()?,
             order_ttl: Duration::from_secs(var("RESERVA_ORDERS__TTL_SECS", 900)?),
             booking_ttl: Duration::from_secs(var("RESERVA_BOOKINGS__TTL_SECS", 1800)?),
+            sagas: var("RESERVA_SAGAS__ENABLED", true)?,
             deadline_interval: Duration::from_millis(var("RESERVA_DEADLINES__INTERVAL_MS", 5000)?),
         })
     }

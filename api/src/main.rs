@@ -1,7 +1,10 @@
-//! `reserva`: parse the command line, start telemetry, dispatch.
+//! `reserva`: parse the command line, start telemetry, dispatch, map the outcome to an exit
+//! code (1 on failure; `reconcile`: 1 for discrepancies, 2 on failure).
+
+use std::process::ExitCode;
 
 use anyhow::Context;
-use api::cli::{Cli, Command, DeadLetters};
+use api::cli::{self, Cli, Command, DeadLetters};
 use api::configuration::Settings;
 use api::startup::Application;
 use api::{database, operate, telemetry};
@@ -9,11 +12,27 @@ use clap::Parser;
 use commands::feed::dead_letters::Action;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init();
+    // `reconcile` answers 1 for "discrepancies found", so its failures need a code of their own.
+    let failure = match cli.command {
+        Command::Reconcile => cli::EXIT_ERROR,
+        _ => 1,
+    };
+    match run(cli).await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("Error: {error:?}");
+            ExitCode::from(failure)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let settings = Settings::from_env().context("reading configuration")?;
     let db = database::open(&settings).await?;
+    let mut code = ExitCode::SUCCESS;
     let result = match cli.command {
         Command::Serve => serve(&settings, &db).await,
         Command::Migrate { revert_all } => migrate(&db, revert_all).await,
@@ -39,6 +58,12 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Reconcile => {
+            migrated(&db).await?;
+            cli::reconcile(&settings, &db.pool, &mut std::io::stdout())
+                .await
+                .map(|reconciled| code = ExitCode::from(reconciled.exit_code()))
+        }
     };
     db.pool.close().await;
     if let Some(cluster) = &db.cluster {
@@ -47,7 +72,7 @@ async fn main() -> anyhow::Result<()> {
             .await
             .context("stopping the private cluster")?;
     }
-    result
+    result.map(|()| code)
 }
 
 /// Operator commands may run before the first `serve`: bring the schema up first.

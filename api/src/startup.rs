@@ -6,15 +6,15 @@ use actix_web::{App, HttpServer, web};
 use commands::CommandBus;
 use commands::deadlines;
 use commands::feed::relay;
-use commands::feed::subscription::{Subscription, SubscriptionOptions};
+use commands::feed::subscription::{Subscription, SubscriptionHandle, SubscriptionOptions};
 use commands::payment_gateway::{
     PaymentGateway, ResiliencePolicy, Resilient, SimulatedGateway, StripeGateway,
 };
-use commands::sagas::{BookingSaga, OrderSaga, SagaRunner};
-use std::sync::Arc;
+use commands::sagas::{BookingSaga, Flow, OrderSaga, SagaRunner};
 use projections::{catalog, status};
 use sqlx::PgPool;
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
 use tracing_actix_web::TracingLogger;
 
@@ -41,23 +41,15 @@ impl Application {
         let bus = CommandBus::new(pool.clone());
         let signal = bus.feed_signal().clone();
         let projections = catalog::start(&pool, &signal, &SubscriptionOptions::default());
-        let gateway = payment_gateway(settings, port)?;
-        let sagas = vec![
-            Subscription::new(
-                Arc::new(SagaRunner::<OrderSaga>::new(bus.clone(), Arc::clone(&gateway))),
-                pool.clone(),
-                signal.clone(),
-                SubscriptionOptions::default(),
-            )
-            .spawn(),
-            Subscription::new(
-                Arc::new(SagaRunner::<BookingSaga>::new(bus.clone(), gateway)),
-                pool.clone(),
-                signal.clone(),
-                SubscriptionOptions::default(),
-            )
-            .spawn(),
-        ];
+        let sagas = if settings.sagas {
+            let gateway = payment_gateway(settings, port)?;
+            vec![
+                saga::<OrderSaga>(&bus, &pool, Arc::clone(&gateway)),
+                saga::<BookingSaga>(&bus, &pool, gateway),
+            ]
+        } else {
+            Vec::new()
+        };
         let mut background = Background::default();
         background
             .0
@@ -141,8 +133,9 @@ fn payment_gateway(settings: &Settings, port: u16) -> std::io::Result<Arc<dyn Pa
             secret_key,
             api_base,
         } => {
-            let stripe = StripeGateway::new(secret_key, api_base.as_deref(), policy.attempt_timeout)
-                .map_err(std::io::Error::other)?;
+            let stripe =
+                StripeGateway::new(secret_key, api_base.as_deref(), policy.attempt_timeout)
+                    .map_err(std::io::Error::other)?;
             Arc::new(Resilient::new(stripe, policy))
         }
     })
@@ -159,4 +152,20 @@ fn spawn_deadlines(bus: CommandBus, interval: Duration) -> tokio::task::JoinHand
             Err(error) => tracing::error!(%error, "the deadline job did not start"),
         }
     })
+}
+
+/// Starts the saga of `F` (in standby while another process runs it).
+fn saga<F: Flow>(
+    bus: &CommandBus,
+    pool: &PgPool,
+    gateway: Arc<dyn PaymentGateway>,
+) -> SubscriptionHandle {
+    let runner = SagaRunner::<F>::new(bus.clone(), gateway);
+    Subscription::new(
+        Arc::new(runner),
+        pool.clone(),
+        bus.feed_signal().clone(),
+        SubscriptionOptions::default(),
+    )
+    .spawn()
 }

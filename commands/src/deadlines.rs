@@ -83,7 +83,10 @@ pub async fn claim_due_deadlines(
     limit: usize,
     lease: Duration,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
-    let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+    let until = chrono::Duration::from_std(lease)
+        .ok()
+        .and_then(|lease| now.checked_add_signed(lease))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
     sqlx::query_scalar(&format!(
         "UPDATE {table} SET claimed_until = $2 \
          WHERE id IN (SELECT id FROM {table} \
@@ -119,8 +122,8 @@ async fn run_until_stopped(
     let limit = limit.max(1);
     let mut total = Expired::default();
     loop {
-        let orders = claim_due_deadlines(bus.pool(), ORDER_DEADLINES, Utc::now(), limit, LEASE)
-            .await?;
+        let orders =
+            claim_due_deadlines(bus.pool(), ORDER_DEADLINES, Utc::now(), limit, LEASE).await?;
         let (expired, skipped, failed) =
             expire_each::<Order>(bus, "order", &orders, OrderCommand::Expire).await;
         total.orders += expired;
@@ -178,8 +181,7 @@ where
         .await;
     let expired = outcomes.iter().filter(|o| **o == Some(true)).count();
     let failed = outcomes.iter().filter(|o| o.is_none()).count();
-    metrics::counter!("reserva_deadlines_expired_total", "kind" => kind)
-        .increment(expired as u64);
+    metrics::counter!("reserva_deadlines_expired_total", "kind" => kind).increment(expired as u64);
     (expired, outcomes.len() - expired - failed, failed)
 }
 
@@ -217,16 +219,19 @@ pub async fn start(bus: CommandBus, interval: Duration) -> Result<DeadlineJob, D
     let scheduler = JobScheduler::new().await?;
     let (job_bus, job_state) = (bus.clone(), state.clone());
     scheduler
-        .add(Job::new_repeated_async(interval, move |_id, _scheduler| {
-            let (bus, state) = (job_bus.clone(), job_state.clone());
-            Box::pin(async move {
-                let Ok(_running) = state.running.try_lock() else {
-                    tracing::debug!("previous deadline run still going; tick skipped");
-                    return;
-                };
-                run_logged(&bus, &state).await;
-            })
-        })?)
+        .add(Job::new_repeated_async(
+            interval,
+            move |_id, _scheduler| {
+                let (bus, state) = (job_bus.clone(), job_state.clone());
+                Box::pin(async move {
+                    let Ok(_running) = state.running.try_lock() else {
+                        tracing::debug!("previous deadline run still going; tick skipped");
+                        return;
+                    };
+                    run_logged(&bus, &state).await;
+                })
+            },
+        )?)
         .await?;
     let sweep_state = state.clone();
     tokio::spawn(async move {

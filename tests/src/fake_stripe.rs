@@ -212,7 +212,10 @@ impl FakeStripe {
     pub fn refund_event(&self, intent_id: &str) -> String {
         let mut state = self.state();
         let intent = find(&mut state.intents, intent_id);
-        assert!(intent.amount_refunded > 0, "nothing refunded on {intent_id}");
+        assert!(
+            intent.amount_refunded > 0,
+            "nothing refunded on {intent_id}"
+        );
         let object = charge_json(intent);
         event(&mut state, "charge.refunded", object)
     }
@@ -269,7 +272,10 @@ async fn answer(
 
 /// Replays a key's first successful answer, or routes the request and remembers a success.
 fn idempotent(state: &mut State, request: &Received) -> (u16, Value, bool) {
-    let key = request.idempotency_key.as_ref().filter(|_| request.method == "POST");
+    let key = request
+        .idempotency_key
+        .as_ref()
+        .filter(|_| request.method == "POST");
     if let Some(replay) = key.and_then(|k| state.replays.get(k)) {
         if replay.method == request.method
             && replay.path == request.path
@@ -315,7 +321,10 @@ fn route(state: &mut State, request: &Received) -> Answer {
             error(
                 "invalid_request_error",
                 None,
-                &format!("Unrecognized request URL ({} {})", request.method, request.path),
+                &format!(
+                    "Unrecognized request URL ({} {})",
+                    request.method, request.path
+                ),
             ),
         ),
     }
@@ -410,7 +419,11 @@ fn refund(state: &mut State, form: &HashMap<String, String>) -> Answer {
             let message = "amount must be a positive integer";
             return (
                 400,
-                error("invalid_request_error", Some("parameter_invalid_integer"), message),
+                error(
+                    "invalid_request_error",
+                    Some("parameter_invalid_integer"),
+                    message,
+                ),
             );
         }
     };
@@ -483,9 +496,10 @@ fn intent_json(intent: &FakeIntent, expand_charge: bool) -> Value {
         Some(id) => Value::String(id),
         None => Value::Null,
     };
-    let last_payment_error = intent.last_payment_error.as_ref().map(|message| {
-        json!({"type": "card_error", "code": "card_declined", "message": message})
-    });
+    let last_payment_error = intent
+        .last_payment_error
+        .as_ref()
+        .map(|message| json!({"type": "card_error", "code": "card_declined", "message": message}));
     json!({
         "id": intent.id, "object": "payment_intent", "amount": intent.amount,
         "amount_capturable": 0, "amount_received": if paid { intent.amount } else { 0 },

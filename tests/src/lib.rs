@@ -93,8 +93,11 @@ pub struct TestApp {
     pub bus: CommandBus,
     /// HTTP client.
     pub client: reqwest::Client,
+    /// The settings the server was built with (for running CLI subcommands against it).
+    pub settings: Settings,
     server: actix_web::dev::ServerHandle,
-    _database: TestDatabase,
+    /// Shared with a restarted server on the same database; dropped with the last one.
+    _database: std::sync::Arc<TestDatabase>,
 }
 
 impl Drop for TestApp {
@@ -112,6 +115,12 @@ pub const WEBHOOK_SECRET: &str = "whsec_reserva_test";
 /// Starts the service on a fresh, migrated database.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
+}
+
+/// A service that runs no sagas: for tests that drive the write side by hand and must not
+/// have a saga move their orders and bookings along.
+pub async fn spawn_app_without_sagas() -> TestApp {
+    spawn_app_with(|settings| settings.sagas = false).await
 }
 
 /// Like [`spawn_app`], after `configure` adjusts the settings (short TTLs, a fake Stripe…).
@@ -134,10 +143,17 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         },
         order_ttl: std::time::Duration::from_secs(900),
         booking_ttl: std::time::Duration::from_secs(1800),
+        sagas: true,
         // Tests step deadlines themselves (`run_deadlines_once`); the job still runs.
         deadline_interval: std::time::Duration::from_secs(5),
     };
     configure(&mut settings);
+    start(settings, std::sync::Arc::new(database)).await
+}
+
+/// Builds and runs a server on `database` (already migrated).
+async fn start(settings: Settings, database: std::sync::Arc<TestDatabase>) -> TestApp {
+    let pool = database.pool.clone();
     let app = Application::build(&settings, pool.clone()).expect("build the app");
     let address = format!("http://127.0.0.1:{}", app.port());
     let bus = app.bus().clone();
@@ -148,8 +164,23 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         bus,
         pool,
         client: reqwest::Client::new(),
+        settings,
         server,
         _database: database,
+    }
+}
+
+impl TestApp {
+    /// Stops this server (a crash, as far as its background work is concerned: subscriptions
+    /// are aborted mid-batch and their transactions roll back) and starts a new one on the same
+    /// database with the same settings, on a new port.
+    pub async fn restart(&self) -> TestApp {
+        self.server.stop(false).await;
+        start(
+            self.settings.clone(),
+            std::sync::Arc::clone(&self._database),
+        )
+        .await
     }
 }
 
@@ -204,8 +235,7 @@ impl TestApp {
     /// `POST /webhooks/stripe` with `body`, signed now with [`WEBHOOK_SECRET`] by the real
     /// scheme (the body is sent byte for byte as signed).
     pub async fn post_stripe_webhook(&self, body: &str) -> reqwest::Response {
-        let signature =
-            stripe_webhook::Webhook::generate_test_header(body, WEBHOOK_SECRET, None);
+        let signature = stripe_webhook::Webhook::generate_test_header(body, WEBHOOK_SECRET, None);
         self.client
             .post(format!("{}/webhooks/stripe", self.address))
             .header("content-type", "application/json")

@@ -168,7 +168,6 @@ impl<G: PaymentGateway> PaymentGateway for Resilient<G> {
 
     /// The whole listing is one attempt: a failure part-way re-reads every page.
     async fn list_intents(&self) -> Result<Vec<ProviderIntent>, PaymentGatewayError> {
-        self.run("list_intents", || self.inner.list_intents())
-            .await
+        self.run("list_intents", || self.inner.list_intents()).await
     }
 }

@@ -1,6 +1,6 @@
 //! The booking flow: guests on one time slot, held as that slot's seats.
 
-use domain::booking::{Booking, BookingCommand, BookingEvent};
+use domain::booking::{Booking, BookingCommand, BookingEvent, BookingStatus};
 use domain::{BookingId, Owner, Quantity};
 use uuid::Uuid;
 
@@ -49,6 +49,10 @@ impl Flow for BookingSaga {
             BookingEvent::BookingExpired { .. } => Some(OwnerFact::Expired),
             _ => None,
         }
+    }
+
+    fn has_moved_on(booking: &Booking) -> bool {
+        !matches!(booking.status(), None | Some(BookingStatus::PendingPayment))
     }
 
     fn command(step: OwnerStep) -> BookingCommand {

@@ -8,8 +8,8 @@
 
 use async_trait::async_trait;
 use cqrs_es::Aggregate;
-use domain::payment::{Payment, PaymentEvent};
 use domain::PaymentId;
+use domain::payment::{Payment, PaymentEvent};
 use futures::{StreamExt, TryStreamExt};
 use sqlx::PgConnection;
 use std::collections::HashMap;

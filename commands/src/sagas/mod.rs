@@ -54,6 +54,10 @@ pub trait Flow: Send + Sync + 'static {
 
     /// The owner command for a step of the process.
     fn command(step: OwnerStep) -> <Self::Owner as Aggregate>::Command;
+
+    /// Whether the owner is past holding stock (paid, failed, cancelled, expired…): a step it
+    /// refuses then is moot, while a refusal of an open owner is a replay the saga continues.
+    fn has_moved_on(owner: &Self::Owner) -> bool;
 }
 
 /// One held line: a SKU and how many units or seats.

@@ -1,6 +1,6 @@
 //! The order flow: a basket of SKUs.
 
-use domain::order::{Order, OrderCommand, OrderEvent};
+use domain::order::{Order, OrderCommand, OrderEvent, OrderStatus};
 use domain::{OrderId, Owner};
 use uuid::Uuid;
 
@@ -46,6 +46,15 @@ impl Flow for OrderSaga {
             OrderEvent::OrderExpired { .. } => Some(OwnerFact::Expired),
             _ => None,
         }
+    }
+
+    fn has_moved_on(order: &Order) -> bool {
+        !matches!(
+            order.status(),
+            None | Some(
+                OrderStatus::Started | OrderStatus::StockReserved | OrderStatus::PaymentPending
+            )
+        )
     }
 
     fn command(step: OwnerStep) -> OrderCommand {

@@ -207,7 +207,19 @@ impl<F: Flow> Process<'_, '_, F> {
     async fn tell_owner(&mut self, step: OwnerStep) -> Result<Outcome, HandlerError> {
         let action = format!("{step:?}");
         let id = self.id.to_string();
-        self.fx.run::<F::Owner>(&id, &action, F::command(step)).await
+        self.fx
+            .run::<F::Owner>(&id, &action, F::command(step))
+            .await
+    }
+
+    async fn owner_has_moved_on(&self) -> Result<bool, HandlerError> {
+        let owner = self
+            .fx
+            .bus
+            .load::<F::Owner>(&self.id.to_string())
+            .await
+            .map_err(|e| HandlerError::Unavailable(format!("{} {}: {e}", F::NAME, self.id)))?;
+        Ok(F::has_moved_on(&owner))
     }
 
     async fn stock(
@@ -257,7 +269,10 @@ impl<F: Flow> Process<'_, '_, F> {
                 }));
                 self.placed(data).await
             }
-            (S::Held | S::AwaitingPayment, Input::Owner(fact @ (OwnerFact::Cancelled | OwnerFact::Expired))) => {
+            (
+                S::Held | S::AwaitingPayment,
+                Input::Owner(fact @ (OwnerFact::Cancelled | OwnerFact::Expired)),
+            ) => {
                 let expired = fact == OwnerFact::Expired;
                 let reason = if expired {
                     ReleaseReason::Expired
@@ -355,8 +370,11 @@ impl<F: Flow> Process<'_, '_, F> {
                 return Ok(());
             }
         }
-        if let Outcome::Refused(_) = self.tell_owner(OwnerStep::StockHeld).await? {
+        if let Outcome::Refused(_) = self.tell_owner(OwnerStep::StockHeld).await?
+            && self.owner_has_moved_on().await?
+        {
             // Ended meanwhile: its Cancelled/Expired event follows and releases the lines.
+            // (Refused but still open: a replay after this saga already moved it further.)
             data.state = SagaState::Held;
             return Ok(());
         }
@@ -417,7 +435,9 @@ impl<F: Flow> Process<'_, '_, F> {
             let command = StockItemCommand::CommitReservation {
                 reservation_id: self.reservation(&line),
             };
-            if let Outcome::Refused(reason) = self.stock(&line, "CommitReservation", command).await? {
+            if let Outcome::Refused(reason) =
+                self.stock(&line, "CommitReservation", command).await?
+            {
                 lost = Some(reason);
             }
         }

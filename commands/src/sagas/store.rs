@@ -103,8 +103,14 @@ pub async fn save(
     let mut datas = Vec::with_capacity(sagas.len());
     let mut versions = Vec::with_capacity(sagas.len());
     let mut payments = Vec::with_capacity(sagas.len());
-    let (mut step_sagas, mut numbers, mut positions, mut types, mut step_states, mut effects) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut step_sagas, mut numbers, mut positions, mut types, mut step_states, mut effects) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
     for saga in sagas {
         let encode = |e: serde_json::Error| {
             HandlerError::Rejected(format!("saga {} does not encode: {e}", saga.id))

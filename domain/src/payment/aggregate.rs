@@ -57,6 +57,9 @@ impl StatusMachine for PaymentStatus {
                 Created | RequiresAction | Failed,
                 RequiresAction | Succeeded | Failed | Canceled
             ) | (Succeeded, Refunded)
+                // The provider's word wins: a success reported after a cancel means money was
+                // taken (the cancel lost a race), and it must be recorded so it is refunded.
+                | (Canceled, Succeeded)
         )
     }
 }

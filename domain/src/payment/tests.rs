@@ -194,13 +194,12 @@ fn a_failed_attempt_may_still_succeed() {
 }
 
 #[test]
-fn succeeding_after_cancellation_is_refused() {
+fn a_success_reported_after_a_cancel_is_recorded_so_it_can_be_refunded() {
     given(history(S::Canceled))
         .when(command_to(S::Succeeded, "evt_1"))
-        .then_expect_error(PaymentError::IllegalTransition {
-            from: S::Canceled,
-            to: S::Succeeded,
-        });
+        .then_expect_events(vec![PaymentEvent::PaymentSucceeded {
+            provider_event_id: "evt_1".into(),
+        }]);
 }
 
 #[test]
@@ -282,7 +281,7 @@ fn every_status_change_follows_the_transition_table() {
         (S::RequiresAction, "SMMMR"),
         (S::Succeeded, "RSRRM"),
         (S::Failed, "MMSMR"),
-        (S::Canceled, "RRRSR"),
+        (S::Canceled, "RMRSR"),
         (S::Refunded, "RRRRM"),
     ];
     let targets = [

@@ -397,9 +397,7 @@ fn a_returned_sale_cannot_be_released_and_committing_it_again_records_nothing() 
     given(history())
         .when(release(1))
         .then_expect_error(StockItemError::ReservationCommitted(rid(1)));
-    given(history())
-        .when(commit(1))
-        .then_expect_events(vec![]);
+    given(history()).when(commit(1)).then_expect_events(vec![]);
 }
 
 #[test]

@@ -224,23 +224,17 @@ mod tests {
 
     #[test]
     fn an_open_order_keeps_its_deadline_and_its_claim() {
-        let row = fold_all::<OrderDeadlines>(vec![placed_order(Some(due()))]).unwrap();
-        let row = OrderDeadlines::apply(
-            Some(claimed(row)),
-            ID,
+        let placed = fold_all::<OrderDeadlines>(vec![placed_order(Some(due()))]).unwrap();
+        let payment_id = PaymentId(Uuid::nil());
+        let row = [
             OrderEvent::OrderStockReserved,
-            at(7),
-        )
-        .unwrap()
-        .unwrap();
-        let row = OrderDeadlines::apply(
-            Some(row),
-            ID,
-            OrderEvent::OrderPaymentRequested {
-                payment_id: PaymentId(Uuid::nil()),
-            },
-            at(9),
-        )
+            OrderEvent::OrderPaymentRequested { payment_id },
+        ]
+        .into_iter()
+        .zip([7, 9])
+        .try_fold(Some(claimed(placed)), |row, (event, position)| {
+            OrderDeadlines::apply(row, ID, event, at(position))
+        })
         .unwrap()
         .unwrap();
         assert_eq!((row.due_at, row.claimed_until), (due(), Some(due())));
@@ -287,7 +281,10 @@ mod tests {
             },
         ];
         let row = fold_all::<BookingDeadlines>(events).unwrap();
-        assert_eq!((row.due_at, row.claimed_until, row.position), (due(), None, 3));
+        assert_eq!(
+            (row.due_at, row.claimed_until, row.position),
+            (due(), None, 3)
+        );
     }
 
     #[test]

@@ -211,7 +211,10 @@ mod tests {
             },
         ]);
 
-        assert_eq!((low.available, low.low_stock, low.depleted), (2, true, false));
+        assert_eq!(
+            (low.available, low.low_stock, low.depleted),
+            (2, true, false)
+        );
         assert_eq!(
             (empty.available, empty.low_stock, empty.depleted),
             (0, true, true)
@@ -229,7 +232,10 @@ mod tests {
         let sold_out = fold(vec![registered(3, 0), reserved(3)]);
 
         for row in [registered_empty, sold_out] {
-            assert_eq!((row.available, row.low_stock, row.depleted), (0, false, true));
+            assert_eq!(
+                (row.available, row.low_stock, row.depleted),
+                (0, false, true)
+            );
         }
     }
 }

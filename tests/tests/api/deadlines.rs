@@ -103,8 +103,14 @@ async fn an_order_still_open_at_its_deadline_is_expired_exactly_once() {
     app.register_product("DL-MUG", 5).await;
     let id = place_order_over_http(&app, "DL-MUG").await;
     app.catch_up().await;
-    let due = due_at(&app, "rm_order_deadlines", &id).await.expect("a row");
-    assert_eq!(app.run_deadlines_once().await, Expired::default(), "not due yet");
+    let due = due_at(&app, "rm_order_deadlines", &id)
+        .await
+        .expect("a row");
+    assert_eq!(
+        app.run_deadlines_once().await,
+        Expired::default(),
+        "not due yet"
+    );
 
     // Act
     wait_past(due).await;
@@ -237,9 +243,10 @@ async fn two_jobs_racing_over_the_same_due_orders_expire_each_exactly_once() {
     let other = CommandBus::new(app.pool.clone());
 
     // Act: small claims, so the two interleave many times.
-    let runs = futures::future::join_all([app.bus.clone(), other].map(|bus| {
-        tokio::spawn(async move { deadlines::run_once(&bus, 3).await.unwrap() })
-    }))
+    let runs = futures::future::join_all(
+        [app.bus.clone(), other]
+            .map(|bus| tokio::spawn(async move { deadlines::run_once(&bus, 3).await.unwrap() })),
+    )
     .await;
 
     // Assert

@@ -96,7 +96,10 @@ async fn stripe_calls_carry_deterministic_idempotency_keys_and_the_payment_metad
         (first.status.as_str(), first.cancellation_reason.as_deref()),
         ("canceled", Some("abandoned"))
     );
-    assert_eq!((second.status.as_str(), second.amount_refunded), ("succeeded", 500));
+    assert_eq!(
+        (second.status.as_str(), second.amount_refunded),
+        ("succeeded", 500)
+    );
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! One test binary for every integration test (one link, parallel tests, one database each).
 
 mod bad_input;
+mod cancel;
 mod concurrency;
 mod crash;
 mod dead_letters;
@@ -13,6 +14,8 @@ mod migrations;
 mod orders_and_bookings;
 mod projections;
 mod read_models;
+mod reconcile;
+mod saga_concurrency;
+mod sagas;
 mod stock_items;
 mod webhooks;
-mod sagas;

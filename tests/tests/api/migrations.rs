@@ -27,10 +27,14 @@ async fn migrations_apply_revert_and_apply_again() {
         [
             "dead_letters",
             "events",
+            "rm_booking_deadlines",
             "rm_bookings",
+            "rm_order_deadlines",
             "rm_orders",
             "rm_payments",
             "rm_stock_items",
+            "saga_instances",
+            "saga_steps",
             "snapshots",
             "subscriptions"
         ]

@@ -1,11 +1,12 @@
-//! Orders and bookings are recorded (the sagas that drive them come later).
+//! Orders and bookings are recorded as placed; with no saga running nothing else happens to
+//! them (the sagas are tested in `sagas`).
 
 use serde_json::{Value, json};
-use tests::spawn_app;
+use tests::spawn_app_without_sagas;
 
 #[tokio::test]
 async fn placing_an_order_records_it_started_with_priced_items() {
-    let app = spawn_app().await;
+    let app = spawn_app_without_sagas().await;
     app.register_product("MUG-1", 5).await;
     app.register_product("CUP-1", 5).await;
     let customer = uuid::Uuid::new_v4();
@@ -45,7 +46,7 @@ async fn placing_an_order_records_it_started_with_priced_items() {
 
 #[tokio::test]
 async fn placing_a_booking_on_a_time_slot_records_it_pending_payment() {
-    let app = spawn_app().await;
+    let app = spawn_app_without_sagas().await;
     app.post(
         "/api/v1/stock-items",
         &json!({"sku": "TOUR-1", "name": "Tour", "kind": "time_slot", "quantity": 20,
@@ -81,7 +82,7 @@ async fn placing_a_booking_on_a_time_slot_records_it_pending_payment() {
 
 #[tokio::test]
 async fn a_booking_on_a_product_or_unknown_slot_is_refused_and_writes_nothing() {
-    let app = spawn_app().await;
+    let app = spawn_app_without_sagas().await;
     app.register_product("NOT-A-SLOT", 5).await;
     let before = app.event_count().await;
 
@@ -100,7 +101,7 @@ async fn a_booking_on_a_product_or_unknown_slot_is_refused_and_writes_nothing() 
 
 #[tokio::test]
 async fn unknown_order_and_booking_ids_are_404() {
-    let app = spawn_app().await;
+    let app = spawn_app_without_sagas().await;
     let id = uuid::Uuid::new_v4();
     assert_eq!(app.get(&format!("/api/v1/orders/{id}")).await.status(), 404);
     assert_eq!(

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tests::{TestApp, spawn_app};
+use tests::{TestApp, spawn_app_without_sagas};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -415,25 +415,31 @@ async fn assert_read_models_match_the_write_side(app: &TestApp, expected: &Expec
     assert_stock_matches_the_write_side(app).await;
 }
 
-/// Asserts every stock row's counts equal the aggregate's, loaded from the event store.
+/// Asserts every stock row's counts and flags equal the aggregate's, loaded from the event
+/// store.
 async fn assert_stock_matches_the_write_side(app: &TestApp) {
-    let rows: Vec<(String, i64, i64, i64, bool)> = sqlx::query_as(
-        "SELECT id, on_hand, reserved, available, low_stock FROM rm_stock_items ORDER BY id",
+    let rows: Vec<(String, i64, i64, i64, bool, bool)> = sqlx::query_as(
+        "SELECT id, on_hand, reserved, available, low_stock, depleted FROM rm_stock_items \
+         ORDER BY id",
     )
     .fetch_all(&app.pool)
     .await
     .unwrap();
     assert!(!rows.is_empty());
-    for (sku, on_hand, reserved, available, low_stock) in rows {
+    for (sku, on_hand, reserved, available, low_stock, depleted) in rows {
         let item = app.bus.load::<StockItem>(&sku).await.unwrap();
+        let threshold = item.low_stock_threshold();
         let stored = (
             i64::from(item.on_hand()),
             i64::from(item.reserved()),
             i64::from(item.available()),
-            item.available() <= item.low_stock_threshold(),
+            // Threshold 0 means "never low", as the aggregate's low-stock event has it (this
+            // check used to call an empty item with threshold 0 low).
+            threshold > 0 && item.available() <= threshold,
+            item.available() == 0,
         );
         assert_eq!(
-            (on_hand, reserved, available, low_stock),
+            (on_hand, reserved, available, low_stock, depleted),
             stored,
             "stock row {sku} vs its aggregate"
         );
@@ -443,7 +449,7 @@ async fn assert_stock_matches_the_write_side(app: &TestApp) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ten_thousand_concurrent_events_fold_into_the_rows_a_rebuild_from_zero_produces() {
     // Arrange
-    let app = spawn_app().await;
+    let app = spawn_app_without_sagas().await;
     let writer = Writer::new(&app);
     for i in 0..PRODUCTS {
         writer
@@ -622,7 +628,7 @@ async fn rebuild_over_http(app: &TestApp, name: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn readers_never_see_an_error_or_an_empty_table_while_stock_items_is_rebuilt() {
     // Arrange: 151 items and a few thousand restocks.
-    let app = spawn_app().await;
+    let app = spawn_app_without_sagas().await;
     let writer = Writer::new(&app);
     let known = Sku::parse("KNOWN").unwrap();
     writer
@@ -712,7 +718,7 @@ async fn readers_never_see_an_error_or_an_empty_table_while_stock_items_is_rebui
 #[tokio::test]
 async fn a_second_rebuild_of_a_projection_is_refused_while_one_holds_its_lock() {
     // Arrange
-    let app = spawn_app().await;
+    let app = spawn_app_without_sagas().await;
     app.register_product("LOCKED", 5).await;
     app.catch_up().await;
     let stock = catalog::find("stock_items").unwrap();
@@ -770,7 +776,7 @@ async fn a_second_rebuild_of_a_projection_is_refused_while_one_holds_its_lock() 
 
 #[tokio::test]
 async fn rebuilding_an_unknown_projection_is_404_problem_json() {
-    let app = spawn_app().await;
+    let app = spawn_app_without_sagas().await;
 
     let response = post_rebuild(&app, "nope").await;
 
@@ -800,7 +806,7 @@ async fn index_names(app: &TestApp) -> Vec<(String, String)> {
 #[tokio::test]
 async fn rebuilds_keep_the_tables_indexes_under_their_own_names() {
     // Arrange
-    let app = spawn_app().await;
+    let app = spawn_app_without_sagas().await;
     app.register_product("IDX-1", 3).await;
     let before = index_names(&app).await;
     assert!(before.len() >= 12, "{before:?}");

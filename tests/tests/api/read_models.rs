@@ -11,7 +11,7 @@ use projections::catalog;
 use serde_json::{Value, json};
 use sqlx::Connection;
 use std::time::Duration;
-use tests::{TestApp, spawn_app};
+use tests::{TestApp, spawn_app_without_sagas};
 use uuid::Uuid;
 
 fn meta() -> CommandMetadata {
@@ -142,7 +142,7 @@ fn strings(ids: &[Uuid]) -> Vec<String> {
 #[tokio::test]
 async fn orders_are_listed_per_customer_newest_first_twenty_to_a_page() {
     // Arrange
-    let app = spawn_app().await;
+    let app = spawn_app_without_sagas().await;
     app.register_product("MUG", 1000).await;
     let (alice, bob) = (Uuid::new_v4(), Uuid::new_v4());
     let mut alices = Vec::new();
@@ -204,7 +204,7 @@ async fn orders_are_listed_per_customer_newest_first_twenty_to_a_page() {
 #[tokio::test]
 async fn orders_can_be_filtered_by_status() {
     // Arrange: six orders of alice's, two moved on, one cancelled; one of bob's.
-    let app = spawn_app().await;
+    let app = spawn_app_without_sagas().await;
     app.register_product("MUG", 1000).await;
     let (alice, bob) = (Uuid::new_v4(), Uuid::new_v4());
     let mut orders = Vec::new();
@@ -257,7 +257,7 @@ async fn orders_can_be_filtered_by_status() {
 #[tokio::test]
 async fn an_order_shows_its_payment_once_payment_is_requested() {
     // Arrange
-    let app = spawn_app().await;
+    let app = spawn_app_without_sagas().await;
     app.register_product("LAMP", 10).await;
     let (id, placed) = place_order(&app, Uuid::new_v4(), "LAMP", 2).await;
     let before = get_ok(&app, &format!("/api/v1/orders/{id}?min_position={placed}")).await;
@@ -306,7 +306,7 @@ async fn an_order_shows_its_payment_once_payment_is_requested() {
 #[tokio::test]
 async fn a_payment_is_read_by_id_with_its_owner_status_and_refunds() {
     // Arrange
-    let app = spawn_app().await;
+    let app = spawn_app_without_sagas().await;
     let booking = BookingId::new_random();
     let payment = create_payment(&app, Owner::Booking(booking), mxn(5000), "s").await;
     let fail = PaymentCommand::Fail {
@@ -366,7 +366,7 @@ async fn a_payment_is_read_by_id_with_its_owner_status_and_refunds() {
 #[tokio::test]
 async fn bookings_are_listed_by_customer_and_slot_and_read_with_their_payment() {
     // Arrange
-    let app = spawn_app().await;
+    let app = spawn_app_without_sagas().await;
     register_slot(&app, "TOUR-AM", "2026-12-01T09:00:00Z").await;
     register_slot(&app, "TOUR-PM", "2026-12-01T15:00:00Z").await;
     let (alice, bob) = (Uuid::new_v4(), Uuid::new_v4());
@@ -444,7 +444,7 @@ async fn bookings_are_listed_by_customer_and_slot_and_read_with_their_payment() 
 #[tokio::test]
 async fn the_low_stock_list_holds_only_items_at_or_below_their_threshold() {
     // Arrange
-    let app = spawn_app().await;
+    let app = spawn_app_without_sagas().await;
     register_product(&app, "LOW-A", 1, 2).await;
     register_product(&app, "FULL-A", 10, 2).await;
     register_product(&app, "EDGE-A", 5, 1).await;
@@ -491,7 +491,7 @@ async fn the_low_stock_list_holds_only_items_at_or_below_their_threshold() {
 #[tokio::test]
 async fn time_slots_are_listed_by_start_and_filtered_by_a_start_range() {
     // Arrange: registered out of order, and SKUs that sort differently from their starts.
-    let app = spawn_app().await;
+    let app = spawn_app_without_sagas().await;
     register_slot(&app, "C-THIRD", "2026-12-03T09:00:00Z").await;
     register_slot(&app, "Z-FIRST", "2026-12-01T09:00:00Z").await;
     register_slot(&app, "A-FOURTH", "2026-12-04T09:00:00Z").await;
@@ -537,7 +537,7 @@ async fn time_slots_are_listed_by_start_and_filtered_by_a_start_range() {
 #[tokio::test]
 async fn a_read_with_the_commands_position_always_sees_the_command() {
     // Arrange
-    let app = spawn_app().await;
+    let app = spawn_app_without_sagas().await;
     app.register_product("RYW", 1).await;
     let customer = Uuid::new_v4();
 
@@ -582,7 +582,7 @@ async fn accepted_sku(response: reqwest::Response) -> (String, i64) {
 
 #[tokio::test]
 async fn a_min_position_beyond_the_head_answers_503_projection_behind() {
-    let app = spawn_app().await;
+    let app = spawn_app_without_sagas().await;
     app.register_product("AHEAD", 1).await;
     let beyond = app.head().await + 1_000_000;
 
@@ -608,7 +608,7 @@ async fn a_min_position_beyond_the_head_answers_503_projection_behind() {
 
 #[tokio::test]
 async fn bad_read_parameters_answer_400_naming_the_field() {
-    let app = spawn_app().await;
+    let app = spawn_app_without_sagas().await;
     let id = Uuid::new_v4();
     let mut cases: Vec<(String, &str)> = [
         ("/api/v1/orders?page=0", "page"),
@@ -663,7 +663,7 @@ async fn bad_read_parameters_answer_400_naming_the_field() {
 #[tokio::test]
 async fn admin_projections_lists_every_projection_with_its_position_and_lag() {
     // Arrange
-    let app = spawn_app().await;
+    let app = spawn_app_without_sagas().await;
     app.register_product("ADMIN", 5).await;
     let head = app.catch_up().await;
 
@@ -732,7 +732,7 @@ async fn admin_projections_lists_every_projection_with_its_position_and_lag() {
 #[tokio::test]
 async fn metrics_export_subscription_lag_and_projection_gauges_after_traffic() {
     // Arrange
-    let app = spawn_app().await;
+    let app = spawn_app_without_sagas().await;
     app.register_product("METRIC", 3).await;
     app.post(
         "/api/v1/stock-items/METRIC/restock",

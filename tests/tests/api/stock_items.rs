@@ -1,7 +1,10 @@
 //! Inventory and time slots over HTTP.
 
+use commands::CommandMetadata;
+use domain::stock_item::{StockItem, StockItemCommand};
+use domain::{OrderId, Owner, Quantity, ReservationId, Sku};
 use serde_json::{Value, json};
-use tests::spawn_app;
+use tests::{TestApp, eventually, spawn_app};
 
 #[tokio::test]
 async fn registering_and_restocking_a_product_shows_in_its_stock_level() {
@@ -39,7 +42,7 @@ async fn registering_and_restocking_a_product_shows_in_its_stock_level() {
         item,
         json!({"sku": "MUG-001", "name": "Clay mug", "kind": "product", "on_hand": 8,
                "reserved": 0, "available": 8, "low_stock": false, "low_stock_threshold": 2,
-               "unit_price": {"amount": 1500, "currency": "MXN"}})
+               "depleted": false, "unit_price": {"amount": 1500, "currency": "MXN"}})
     );
 }
 
@@ -108,4 +111,161 @@ async fn an_unknown_sku_is_404_problem_json() {
         .await;
     assert_eq!(restock.status(), 404);
     assert_eq!(app.event_count().await, 0);
+}
+
+/// Registers a product with a low-stock threshold over HTTP.
+async fn register_with_threshold(app: &TestApp, sku: &str, quantity: u32, threshold: u32) {
+    let response = app
+        .post(
+            "/api/v1/stock-items",
+            &json!({"sku": sku, "name": "thing", "kind": "product", "quantity": quantity,
+                    "low_stock_threshold": threshold,
+                    "unit_price": {"amount": 1500, "currency": "MXN"}}),
+        )
+        .await;
+    assert_eq!(response.status(), 202, "register {sku}");
+}
+
+/// Holds `quantity` units of `sku` for a new order, through the bus; returns the position.
+async fn reserve(app: &TestApp, sku: &str, quantity: i64) -> i64 {
+    let owner = Owner::Order(OrderId::new_random());
+    let command = StockItemCommand::Reserve {
+        reservation_id: ReservationId::for_owner(owner, &Sku::parse(sku).unwrap()),
+        quantity: Quantity::new(quantity).unwrap(),
+        owner,
+        expires_at: chrono::Utc::now() + chrono::Duration::days(1),
+    };
+    app.bus
+        .execute::<StockItem>(sku, command, &CommandMetadata::system("test"))
+        .await
+        .unwrap()
+        .position
+        .unwrap()
+}
+
+/// `GET path`, expecting 200.
+async fn get_ok(app: &TestApp, path: &str) -> Value {
+    let (status, body) = app.get_json(path).await;
+    assert_eq!(status, 200, "GET {path}: {body}");
+    body
+}
+
+/// The SKUs of a page.
+fn skus(page: &Value) -> Vec<&str> {
+    page["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a page: {page}"))
+        .iter()
+        .map(|item| item["sku"].as_str().unwrap())
+        .collect()
+}
+
+/// The value of an unlabelled gauge in a Prometheus exposition.
+fn gauge(exposition: &str, name: &str) -> Option<f64> {
+    exposition.lines().find_map(|line| {
+        let value = line.strip_prefix(name)?.strip_prefix(' ')?;
+        value.trim().parse().ok()
+    })
+}
+
+#[tokio::test]
+async fn an_item_reaching_its_threshold_is_low_and_reaching_zero_is_depleted() {
+    // Arrange
+    let app = spawn_app().await;
+    register_with_threshold(&app, "EDGE-1", 3, 2).await;
+    let path = "/api/v1/stock-items/EDGE-1";
+
+    // Act
+    let above = get_ok(&app, &format!("{path}?min_position={}", app.head().await)).await;
+    let at_threshold = get_ok(
+        &app,
+        &format!("{path}?min_position={}", reserve(&app, "EDGE-1", 1).await),
+    )
+    .await;
+    let at_zero = get_ok(
+        &app,
+        &format!("{path}?min_position={}", reserve(&app, "EDGE-1", 2).await),
+    )
+    .await;
+
+    // Assert
+    let flags = |item: &Value| {
+        (
+            item["available"].as_i64().unwrap(),
+            item["low_stock"].as_bool().unwrap(),
+            item["depleted"].as_bool().unwrap(),
+        )
+    };
+    assert_eq!(flags(&above), (3, false, false), "{above}");
+    assert_eq!(flags(&at_threshold), (2, true, false), "{at_threshold}");
+    assert_eq!(flags(&at_zero), (0, true, true), "{at_zero}");
+}
+
+#[tokio::test]
+async fn the_stock_list_filters_on_low_stock_and_depleted() {
+    // Arrange: EDGE-1 sold out (threshold 2), EMPTY-1 registered empty with threshold 0
+    // (never low, but depleted), LOW-1 at its threshold, FULL-1 well stocked.
+    let app = spawn_app().await;
+    register_with_threshold(&app, "EDGE-1", 3, 2).await;
+    register_with_threshold(&app, "EMPTY-1", 0, 0).await;
+    register_with_threshold(&app, "LOW-1", 4, 2).await;
+    register_with_threshold(&app, "FULL-1", 10, 2).await;
+    reserve(&app, "EDGE-1", 3).await;
+    reserve(&app, "LOW-1", 2).await;
+    let head = app.head().await;
+    let list = |query: &str| format!("/api/v1/stock-items?{query}&min_position={head}");
+
+    // Act
+    let depleted = get_ok(&app, &list("depleted=true")).await;
+    let in_stock = get_ok(&app, &list("depleted=false")).await;
+    let low = get_ok(&app, &list("low_stock=true")).await;
+    let low_not_depleted = get_ok(&app, &list("low_stock=true&depleted=false")).await;
+    let (bad_status, bad) = app.get_json("/api/v1/stock-items?depleted=yes").await;
+
+    // Assert
+    assert_eq!(skus(&depleted), ["EDGE-1", "EMPTY-1"]);
+    assert_eq!(skus(&in_stock), ["FULL-1", "LOW-1"]);
+    assert_eq!(skus(&low), ["EDGE-1", "LOW-1"]);
+    assert_eq!(skus(&low_not_depleted), ["LOW-1"]);
+    assert_eq!(
+        (bad_status, &bad["code"]),
+        (400, &json!("validation_failed"))
+    );
+    assert_eq!(bad["errors"][0]["field"], "depleted", "{bad}");
+}
+
+#[tokio::test]
+async fn metrics_show_how_many_items_are_low_and_depleted() {
+    // Arrange: two low, one low and depleted, one depleted but never low (threshold 0).
+    let app = spawn_app().await;
+    register_with_threshold(&app, "LOW-1", 4, 2).await;
+    register_with_threshold(&app, "LOW-2", 5, 3).await;
+    register_with_threshold(&app, "EDGE-1", 3, 2).await;
+    register_with_threshold(&app, "EMPTY-1", 0, 0).await;
+    register_with_threshold(&app, "FULL-1", 10, 2).await;
+    reserve(&app, "LOW-1", 2).await;
+    reserve(&app, "LOW-2", 2).await;
+    reserve(&app, "EDGE-1", 3).await;
+    app.catch_up().await;
+
+    // Act: sample now rather than wait for the 5 s sampler. Gauges are the process's, and
+    // other tests' samplers set them from their own databases, so sample and read until a
+    // read sees this app's values.
+    let body = eventually("the stock gauges of this app", || async {
+        projections::status::sample_once(&app.pool)
+            .await
+            .expect("sample the gauges");
+        let response = app.get("/metrics").await;
+        assert_eq!(response.status(), 200);
+        let body = response.text().await.unwrap();
+        let values = (
+            gauge(&body, "reserva_stock_items_low"),
+            gauge(&body, "reserva_stock_items_depleted"),
+        );
+        (values == (Some(3.0), Some(2.0))).then_some(body)
+    })
+    .await;
+
+    // Assert
+    assert!(body.contains("reserva_feed_oldest_transaction_age_seconds "));
 }

@@ -69,11 +69,6 @@ async fn deliver(app: &TestApp, body: &str, signature: Option<&str>) -> reqwest:
     request.send().await.unwrap()
 }
 
-async fn deliver_signed(app: &TestApp, body: &str) -> reqwest::Response {
-    let signature = Webhook::generate_test_header(body, WEBHOOK_SECRET, None);
-    deliver(app, body, Some(&signature)).await
-}
-
 async fn payment_events(app: &TestApp, id: PaymentId) -> Vec<String> {
     app.events_for("payment", &id.to_string())
         .await
@@ -90,7 +85,7 @@ async fn a_success_delivered_five_times_at_once_moves_the_payment_once() {
     let body = intent_event("evt_dup", "payment_intent.succeeded", "pi_dup", id);
 
     // Act
-    let deliveries = (0..5).map(|_| deliver_signed(&app, &body));
+    let deliveries = (0..5).map(|_| app.post_stripe_webhook(&body));
     let responses = futures::future::join_all(deliveries).await;
 
     // Assert
@@ -115,11 +110,14 @@ async fn a_failure_records_the_providers_reason() {
     let app = spawn_app().await;
     let id = payment(&app, "pi_fail").await;
 
-    let response = deliver_signed(
-        &app,
-        &intent_event("evt_f", "payment_intent.payment_failed", "pi_fail", id),
-    )
-    .await;
+    let response = app
+        .post_stripe_webhook(&intent_event(
+            "evt_f",
+            "payment_intent.payment_failed",
+            "pi_fail",
+            id,
+        ))
+        .await;
 
     assert_eq!(response.status(), 200);
     assert_eq!(
@@ -198,10 +196,12 @@ async fn partial_refunds_delivered_out_of_order_add_up_once() {
     // Arrange: a paid payment, known to the payments read model by its intent.
     let app = spawn_app().await;
     let id = payment(&app, "pi_ref").await;
-    deliver_signed(
-        &app,
-        &intent_event("evt_ok", "payment_intent.succeeded", "pi_ref", id),
-    )
+    app.post_stripe_webhook(&intent_event(
+        "evt_ok",
+        "payment_intent.succeeded",
+        "pi_ref",
+        id,
+    ))
     .await;
     app.catch_up().await;
 
@@ -210,9 +210,9 @@ async fn partial_refunds_delivered_out_of_order_add_up_once() {
     let second = refund_event("evt_r2", "pi_ref", 500);
     let first = refund_event("evt_r1", "pi_ref", 300);
     let statuses = [
-        deliver_signed(&app, &second).await.status(),
-        deliver_signed(&app, &first).await.status(),
-        deliver_signed(&app, &second).await.status(),
+        app.post_stripe_webhook(&second).await.status(),
+        app.post_stripe_webhook(&first).await.status(),
+        app.post_stripe_webhook(&second).await.status(),
     ];
 
     // Assert
@@ -248,7 +248,7 @@ async fn events_reserva_does_not_act_on_are_acknowledged_and_record_nothing() {
     .to_string();
 
     for body in [unknown_intent, other_type] {
-        let response = deliver_signed(&app, &body).await;
+        let response = app.post_stripe_webhook(&body).await;
         assert_eq!(response.status(), 200, "{body}");
         let answer: Value = response.json().await.unwrap();
         assert!(answer["ignored"].is_string(), "{answer}");
