@@ -16,7 +16,7 @@ use futures::StreamExt;
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 use uuid::Uuid;
@@ -31,7 +31,7 @@ pub const ORDER_DEADLINES: &str = "rm_order_deadlines";
 pub const BOOKING_DEADLINES: &str = "rm_booking_deadlines";
 /// How long a claim holds a row: long enough for one batch's commands, short enough that a
 /// row whose claimer died is expired soon after.
-pub const LEASE: Duration = Duration::from_secs(60);
+pub const LEASE: Duration = Duration::from_secs(30);
 /// Rows claimed per statement by the scheduled job.
 pub const BATCH: usize = 100;
 /// Expiry commands in flight at once.
@@ -106,7 +106,8 @@ pub async fn claim_due_deadlines(
 ///
 /// Safe to run from several processes at once: each row is expired by whoever claimed it.
 /// An order or booking that ended meanwhile is skipped. Any other failure is logged and left
-/// claimed until [`LEASE`] lapses, when a later run tries again.
+/// claimed until [`LEASE`] lapses, when a later run tries again. A row the deadline projector
+/// is rewriting at that instant is locked, so this run passes it over and the next takes it.
 ///
 /// # Errors
 /// [`DeadlineError::Claim`] when due rows cannot be claimed; what ran before is kept.
@@ -193,21 +194,38 @@ pub struct DeadlineJob {
 }
 
 struct JobState {
-    /// Held by the run in progress, so runs never overlap (the scheduler spawns each tick).
-    running: Arc<Mutex<()>>,
+    /// Held by the run in progress, so runs never overlap (the scheduler spawns each tick);
+    /// holds when the last run started.
+    running: Arc<Mutex<Instant>>,
+    /// Time between the starts of two runs.
+    interval: Duration,
     /// Set on shutdown: later ticks do nothing and a run in progress ends after its batch.
     stopped: AtomicBool,
 }
 
+/// Every second, seconds first (tokio-cron-scheduler's six-field cron).
+const EVERY_SECOND: &str = "* * * * * *";
+
+/// A tick this close to the interval's end counts as on time (ticks land on whole seconds).
+const TICK_SLACK: Duration = Duration::from_millis(500);
+
 /// Starts the expiry job: one run at once in the background (the sweep after downtime), then
-/// one every `interval` (checked on the scheduler's 500 ms tick). A run still going when the
-/// next is due makes that one skip, so runs never overlap in one process.
+/// one every `interval`, to the second (shorter intervals run every second). A run still
+/// going when the next is due makes that one skip, so runs never overlap in one process.
+///
+/// The scheduler ticks a cron job every second and the job decides whether `interval` has
+/// passed, rather than using `Job::new_repeated_async(interval, ..)`: tokio-cron-scheduler
+/// 0.15 keeps repeated jobs to whole seconds (a sub-second one runs once or twice and never
+/// again) and stops a repeated job for good once one tick comes later than its interval
+/// (a stalled runtime, a suspended VM). A cron job's next tick is computed from now, so it
+/// survives both.
 ///
 /// # Errors
 /// [`DeadlineError::Scheduler`] when the scheduler cannot be built or started.
 pub async fn start(bus: CommandBus, interval: Duration) -> Result<DeadlineJob, DeadlineError> {
     let state = Arc::new(JobState {
-        running: Arc::new(Mutex::new(())),
+        running: Arc::new(Mutex::new(Instant::now())),
+        interval,
         stopped: AtomicBool::new(false),
     });
     // Held before the scheduler exists, so its first tick cannot start a second run.
@@ -218,21 +236,21 @@ pub async fn start(bus: CommandBus, interval: Duration) -> Result<DeadlineJob, D
         .unwrap_or_else(|_| unreachable!("a new mutex is unlocked"));
     let scheduler = JobScheduler::new().await?;
     let (job_bus, job_state) = (bus.clone(), state.clone());
-    scheduler
-        .add(Job::new_repeated_async(
-            interval,
-            move |_id, _scheduler| {
-                let (bus, state) = (job_bus.clone(), job_state.clone());
-                Box::pin(async move {
-                    let Ok(_running) = state.running.try_lock() else {
-                        tracing::debug!("previous deadline run still going; tick skipped");
-                        return;
-                    };
-                    run_logged(&bus, &state).await;
-                })
-            },
-        )?)
-        .await?;
+    let job = Job::new_async(EVERY_SECOND, move |_id, _scheduler| {
+        let (bus, state) = (job_bus.clone(), job_state.clone());
+        Box::pin(async move {
+            let Ok(mut last_start) = state.running.try_lock() else {
+                tracing::debug!("previous deadline run still going; tick skipped");
+                return;
+            };
+            if last_start.elapsed() + TICK_SLACK < state.interval {
+                return;
+            }
+            *last_start = Instant::now();
+            run_logged(&bus, &state).await;
+        })
+    })?;
+    scheduler.add(job).await?;
     let sweep_state = state.clone();
     tokio::spawn(async move {
         let _running = sweep_guard;
