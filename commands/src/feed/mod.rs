@@ -297,6 +297,7 @@ pub async fn oldest_transaction_age(conn: &mut PgConnection) -> Result<f64, sqlx
 pub struct FeedSignal {
     local: watch::Sender<u64>,
     wake: watch::Sender<u64>,
+    settled: watch::Sender<u64>,
 }
 
 impl Default for FeedSignal {
@@ -304,6 +305,7 @@ impl Default for FeedSignal {
         Self {
             local: watch::Sender::new(0),
             wake: watch::Sender::new(0),
+            settled: watch::Sender::new(0),
         }
     }
 }
@@ -323,6 +325,17 @@ impl FeedSignal {
     /// A receiver of every wake-up, local or relayed, that has seen everything so far.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.wake.subscribe()
+    }
+
+    /// A subscription of this process committed a batch. Its transaction may have been what
+    /// held events back from the others, and its commit appends nothing that would wake them.
+    pub fn bump_settled(&self) {
+        self.settled.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver of [`FeedSignal::bump_settled`].
+    pub fn subscribe_settled(&self) -> watch::Receiver<u64> {
+        self.settled.subscribe()
     }
 
     /// A receiver of this process's own appends only.

@@ -93,6 +93,10 @@ pub(crate) fn is_transient(error: &sqlx::Error) -> bool {
     }
 }
 
+/// Longest wait before looking again at events held back by an open transaction. Such
+/// transactions last milliseconds; backing off further only adds latency to everything behind.
+const HELD_BACK_MAX_WAIT: Duration = Duration::from_millis(20);
+
 /// Tuning of a runner.
 #[derive(Debug, Clone)]
 pub struct SubscriptionOptions {
@@ -355,19 +359,32 @@ impl Subscription {
         };
         self.progress.send_replace(state.known);
         let mut wake = self.signal.subscribe();
+        let mut settled = self.signal.subscribe_settled();
         let mut idle_backoff = Duration::from_millis(1);
         loop {
             if state.requests_due(self.options.poll_interval) {
                 self.serve_requests(&mut conn, &mut state).await?;
             }
             match self.step(&mut conn, &mut state).await? {
-                Step::Progress => idle_backoff = Duration::from_millis(1),
+                Step::Progress => {
+                    idle_backoff = Duration::from_millis(1);
+                    self.signal.bump_settled();
+                }
                 Step::Idle { held_back: true } => {
                     // Committed events wait behind an open transaction that may end without
-                    // any append to wake us: look again soon (or at the next append), backing
-                    // off to the poll interval.
-                    let _ = tokio::time::timeout(idle_backoff, wake.changed()).await;
-                    idle_backoff = (idle_backoff * 2).min(self.options.poll_interval);
+                    // any append to wake us: look again at the next append, when another
+                    // subscription here commits its batch (the usual holder), or soon anyway
+                    // (a holder in another process), backing off to HELD_BACK_MAX_WAIT.
+                    let _ = tokio::time::timeout(idle_backoff, async {
+                        tokio::select! {
+                            _ = wake.changed() => {}
+                            _ = settled.changed() => {}
+                        }
+                    })
+                    .await;
+                    idle_backoff = (idle_backoff * 2)
+                        .min(HELD_BACK_MAX_WAIT)
+                        .min(self.options.poll_interval);
                 }
                 Step::Idle { held_back: false } => {
                     idle_backoff = Duration::from_millis(1);
