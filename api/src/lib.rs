@@ -14,6 +14,7 @@
 //! The only crate that knows HTTP; everything below it is reached through `commands`.
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod cli;
 pub mod configuration;
 pub mod correlation;
