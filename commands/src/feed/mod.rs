@@ -236,17 +236,24 @@ pub async fn held_back(
     after: Checkpoint,
     aggregate_types: &[String],
 ) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM events \
-         WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot()) \
-           AND (transaction_id, global_position) > ($1::text::xid8, $2) \
-           AND (cardinality($3::text[]) = 0 OR aggregate_type = ANY($3)))",
+    // `ORDER BY … LIMIT 1` rather than `EXISTS`: without table statistics (autovacuum off, a
+    // young table) the planner answers an `EXISTS` with a sequential scan of the whole store,
+    // 10–23 ms on 45k events, after every batch of every subscription; in feed order it walks
+    // the (transaction_id, global_position) index from the checkpoint and stops at the first row.
+    let first: Option<i32> = sqlx::query_scalar(
+        "SELECT 1 FROM events \
+         WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
+           AND transaction_id >= pg_snapshot_xmin(pg_current_snapshot()) \
+           AND (cardinality($3::text[]) = 0 OR aggregate_type = ANY($3)) \
+         ORDER BY transaction_id, global_position \
+         LIMIT 1",
     )
     .bind(after.transaction_id.to_string())
     .bind(after.global_position)
     .bind(aggregate_types)
-    .fetch_one(&mut *conn)
-    .await
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(first.is_some())
 }
 
 /// The checkpoint of the event at `position`, if it is committed (and visible).
