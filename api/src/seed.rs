@@ -32,7 +32,16 @@ const MATERIALS: [&str; 10] = [
     "Clay", "Talavera", "Copper", "Woven", "Oak", "Glass", "Cotton", "Leather", "Silver", "Palm",
 ];
 const OBJECTS: [&str; 10] = [
-    "mug", "plate", "bowl", "vase", "basket", "lamp", "tray", "bag", "candle holder", "pitcher",
+    "mug",
+    "plate",
+    "bowl",
+    "vase",
+    "basket",
+    "lamp",
+    "tray",
+    "bag",
+    "candle holder",
+    "pitcher",
 ];
 const EXPERIENCES: [&str; 8] = [
     "Centro Histórico walking tour",
@@ -218,7 +227,7 @@ fn progress_bar(len: u64, progress: Progress) -> ProgressBar {
     }
     let bar = ProgressBar::new(len);
     if let Ok(style) = ProgressStyle::with_template(
-        "seeding [{bar:30}] {human_pos}/{human_len} {per_sec:>12} ETA {eta}",
+        "seeding [{bar:30}] {human_pos}/{human_len} items, {elapsed} elapsed, ETA {eta}",
     ) {
         bar.set_style(style.progress_chars("=> "));
     }
@@ -355,8 +364,8 @@ mod tests {
 
     #[test]
     fn the_seed_subcommand_takes_counts_and_refuses_absurd_ones() {
-        let cli = Cli::try_parse_from(["reserva", "seed", "--products", "100", "--slots", "20"])
-            .unwrap();
+        let cli =
+            Cli::try_parse_from(["reserva", "seed", "--products", "100", "--slots", "20"]).unwrap();
         assert!(matches!(
             cli.command,
             Command::Seed {

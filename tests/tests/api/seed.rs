@@ -65,7 +65,10 @@ async fn seeding_registers_products_and_time_slots_visible_over_http() {
         assert!((5..=50).contains(&on_hand), "{item}");
         assert!(item["low_stock_threshold"].as_u64().expect("threshold") >= 2);
         assert_eq!(item["unit_price"]["currency"], "MXN");
-        assert_eq!(item["unit_price"]["amount"].as_i64().expect("amount") % 100, 0);
+        assert_eq!(
+            item["unit_price"]["amount"].as_i64().expect("amount") % 100,
+            0
+        );
     }
     // Slots are listed by start time: four a day from the plan's first day.
     let starts: Vec<&str> = slots
@@ -92,6 +95,7 @@ async fn seeding_twice_writes_no_new_event_and_a_larger_run_adds_only_the_missin
     seed::seed(&app.bus, &plan(10, 4), Progress::Hidden)
         .await
         .expect("first seed");
+    app.catch_up().await;
     let first = app.snapshot("rm_stock_items").await;
     let events = app.event_count().await;
 
