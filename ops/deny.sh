@@ -19,11 +19,11 @@ fi
 
 config=ops/deny.toml
 "$deny" --version
-"$deny" check --config "$config" --disable-fetch licenses bans sources
+"$deny" --config "$config" --locked check --hide-inclusion-graph --show-stats licenses bans sources
 
 # The advisory database lives in a git repository on GitHub; fetch it (bounded) or say why not.
-if timeout 120 "$deny" fetch --config "$config" db >/dev/null 2>&1; then
-  "$deny" check --config "$config" --disable-fetch advisories
+if timeout 120 "$deny" --config "$config" fetch db >/dev/null 2>&1; then
+  "$deny" --config "$config" --locked --offline check advisories
 else
   echo "advisories: skipped, the RustSec database is not reachable from here"
 fi
