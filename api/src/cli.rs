@@ -57,10 +57,10 @@ pub enum Command {
     /// bus. Safe to re-run: items that exist are left alone, so a second run writes nothing.
     Seed {
         /// Products to have.
-        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=i64::from(crate::seed::MAX_ITEMS)))]
+        #[arg(long, default_value_t = 100, value_parser = crate::seed::parse_count)]
         products: u32,
         /// Experience time slots to have (four a day from tomorrow, UTC).
-        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=i64::from(crate::seed::MAX_ITEMS)))]
+        #[arg(long, default_value_t = 20, value_parser = crate::seed::parse_count)]
         slots: u32,
     },
 }

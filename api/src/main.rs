@@ -66,7 +66,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Seed { products, slots } => {
             migrated(&db).await?;
-            seed(&settings, &db.pool, products, slots).await
+            seed::run(&settings, &db.pool, products, slots, &mut std::io::stdout()).await
         }
     };
     db.pool.close().await;
@@ -95,33 +95,6 @@ async fn serve(settings: &Settings, db: &database::Database) -> anyhow::Result<(
     let app = Application::build(settings, db.pool.clone()).context("binding the HTTP port")?;
     tracing::info!(port = app.port(), "reserva listening");
     app.run_until_stopped().await.context("serving HTTP")
-}
-
-async fn seed(
-    settings: &Settings,
-    pool: &sqlx::PgPool,
-    products: u32,
-    slots: u32,
-) -> anyhow::Result<()> {
-    let plan = seed::SeedPlan::starting_tomorrow(products, slots);
-    let bus = commands::CommandBus::new(pool.clone());
-    let report = seed::seed(&bus, &plan, seed::Progress::Terminal)
-        .await
-        .context("seeding demo data")?;
-    println!(
-        "products: {} registered, {} already there; slots: {} registered, {} already there",
-        report.products_registered,
-        report.products_existing,
-        report.slots_registered,
-        report.slots_existing
-    );
-    let host = match settings.http_host.as_str() {
-        "0.0.0.0" | "::" => "127.0.0.1",
-        host => host,
-    };
-    let base_url = format!("http://{host}:{}", settings.http_port);
-    print!("{}", seed::examples(&plan, &base_url));
-    Ok(())
 }
 
 async fn migrate(db: &database::Database, revert_all: bool) -> anyhow::Result<()> {

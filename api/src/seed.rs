@@ -7,7 +7,7 @@
 //! same product. Re-running is safe: an item that already exists is counted and left alone, so
 //! a second run writes no event, and a larger run only adds the items the first one lacked.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 
 use chrono::{DateTime, Days, NaiveDate, NaiveTime, Utc};
 use commands::{CommandBus, CommandError, CommandMetadata};
@@ -15,6 +15,9 @@ use domain::stock_item::{StockItem, StockItemCommand, StockItemError, StockKind}
 use domain::{Currency, Money, Sku};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sqlx::PgPool;
+
+use crate::configuration::Settings;
 
 /// The `actor` stored on every event the seed writes, so demo data can be told apart.
 pub const ACTOR: &str = "system:seed";
@@ -232,6 +235,49 @@ fn progress_bar(len: u64, progress: Progress) -> ProgressBar {
         bar.set_style(style.progress_chars("=> "));
     }
     bar
+}
+
+/// `reserva seed --products N --slots M`: seeds into `pool` (already migrated) with a progress
+/// bar, then writes what it did and a few commands to try to `out`.
+///
+/// # Errors
+/// Seeding failed (see [`seed`]) or `out` could not be written.
+pub async fn run(
+    settings: &Settings,
+    pool: &PgPool,
+    products: u32,
+    slots: u32,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let plan = SeedPlan::starting_tomorrow(products, slots);
+    let bus = CommandBus::new(pool.clone());
+    let report = seed(&bus, &plan, Progress::Terminal).await?;
+    writeln!(
+        out,
+        "products: {} registered, {} already there; slots: {} registered, {} already there",
+        report.products_registered,
+        report.products_existing,
+        report.slots_registered,
+        report.slots_existing
+    )?;
+    let host = match settings.http_host.as_str() {
+        "0.0.0.0" | "::" => "127.0.0.1",
+        host => host,
+    };
+    let base_url = format!("http://{host}:{}", settings.http_port);
+    write!(out, "{}", examples(&plan, &base_url))?;
+    Ok(())
+}
+
+/// Parses `--products` / `--slots`: a whole number from 0 to [`MAX_ITEMS`].
+///
+/// # Errors
+/// The text is not such a number (clap shows the message).
+pub fn parse_count(raw: &str) -> Result<u32, String> {
+    match raw.parse::<u32>() {
+        Ok(n) if n <= MAX_ITEMS => Ok(n),
+        _ => Err(format!("expected a whole number from 0 to {MAX_ITEMS}")),
+    }
 }
 
 /// A few commands to try the seeded data with, against the service at `base_url`.
