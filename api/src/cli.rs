@@ -53,6 +53,16 @@ pub enum Command {
     /// Compares the payment provider's intents with Reserva's payments and prints every
     /// discrepancy. Exits 0 when they agree, 1 when they do not, 2 when it could not check.
     Reconcile,
+    /// Registers demo products (DEMO-P-001…) and time slots (DEMO-S-001…) through the command
+    /// bus. Safe to re-run: items that exist are left alone, so a second run writes nothing.
+    Seed {
+        /// Products to have.
+        #[arg(long, default_value_t = 100, value_parser = crate::seed::parse_count)]
+        products: u32,
+        /// Experience time slots to have (four a day from tomorrow, UTC).
+        #[arg(long, default_value_t = 20, value_parser = crate::seed::parse_count)]
+        slots: u32,
+    },
 }
 
 /// `reserva dead-letters …`.

@@ -8,7 +8,7 @@
 //! - [`postgres`]: the private PostgreSQL cluster used when no `DATABASE_URL` is set.
 //! - [`telemetry`]: structured logs; [`metrics`]: the Prometheus recorder.
 //! - [`operate`]: the operator subcommands (rebuild, projections, dead letters);
-//!   [`rebuilds`]: rebuilds started over HTTP.
+//!   [`rebuilds`]: rebuilds started over HTTP; [`seed`]: demo data.
 //!
 //! # Rules this crate keeps
 //! The only crate that knows HTTP; everything below it is reached through `commands`.
@@ -26,6 +26,7 @@ pub mod postgres;
 pub mod problem;
 pub mod rebuilds;
 pub mod routes;
+pub mod seed;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

@@ -7,7 +7,7 @@ use anyhow::Context;
 use api::cli::{self, Cli, Command, DeadLetters};
 use api::configuration::Settings;
 use api::startup::Application;
-use api::{database, operate, telemetry};
+use api::{database, operate, seed, telemetry};
 use clap::Parser;
 use commands::feed::dead_letters::Action;
 
@@ -63,6 +63,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cli::reconcile(&settings, &db.pool, &mut std::io::stdout())
                 .await
                 .map(|reconciled| code = ExitCode::from(reconciled.exit_code()))
+        }
+        Command::Seed { products, slots } => {
+            migrated(&db).await?;
+            seed::run(&settings, &db.pool, products, slots, &mut std::io::stdout()).await
         }
     };
     db.pool.close().await;

@@ -17,5 +17,6 @@ mod read_models;
 mod reconcile;
 mod saga_concurrency;
 mod sagas;
+mod seed;
 mod stock_items;
 mod webhooks;
