@@ -24,7 +24,7 @@ use actix_extensible_rate_limit::backend::{Backend, Decision, SimpleInput, Simpl
 use actix_extensible_rate_limit::{HeaderCompatibleOutput, RateLimiter};
 use actix_web::dev::ServiceRequest;
 use actix_web::http::Method;
-use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::{HttpMessage, HttpResponse, ResponseError};
 use std::convert::Infallible;
 use std::future::{Ready, ready};
@@ -225,20 +225,18 @@ where
         .build()
 }
 
-/// Sets the `x-ratelimit-*` headers unless they already describe a tighter budget or the
-/// budget that refused the request.
+/// Sets the `x-ratelimit-*` headers unless they already describe a budget with as few
+/// requests left (an inner one, or the one that refused the request).
 fn describe(headers: &mut HeaderMap, status: Option<&Option<Status>>, rolled_back: bool) {
     let Some(Some(status)) = status else {
         return;
     };
-    if headers.contains_key(RETRY_AFTER) && headers.contains_key(LIMIT) {
-        return;
-    }
     let remaining = status.output.remaining() + u64::from(rolled_back);
     let shown = headers
         .get(REMAINING)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    // A refusal by the inner budget shows 0 left, so it always keeps naming that budget.
     if shown.is_some_and(|shown| shown <= remaining) {
         return;
     }
