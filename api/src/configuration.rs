@@ -41,6 +41,36 @@ pub struct Settings {
     pub sagas: bool,
     /// `RESERVA_DEADLINES__INTERVAL_MS` (default `5000`): how often due deadlines are claimed.
     pub deadline_interval: Duration,
+    /// Per-client request budgets; `None` turns rate limiting off
+    /// (`RESERVA_RATE_LIMIT__ENABLED`, default `true`).
+    pub rate_limits: Option<RateLimits>,
+}
+
+/// How many requests one client (token subject, else IP) may make per one-minute window.
+/// Each budget is counted separately; a request to a route with its own budget spends from
+/// both that budget and `per_minute`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    /// `RESERVA_RATE_LIMIT__PER_MINUTE` (default `100`): every limited request.
+    pub per_minute: u64,
+    /// `RESERVA_RATE_LIMIT__ORDERS_PER_MINUTE` (default `10`): `POST /api/v1/orders`.
+    pub orders_per_minute: u64,
+    /// `RESERVA_RATE_LIMIT__BOOKINGS_PER_MINUTE` (default `20`): `POST /api/v1/bookings`.
+    pub bookings_per_minute: u64,
+}
+
+impl RateLimits {
+    /// The limits when rate limiting is on, `None` when `RESERVA_RATE_LIMIT__ENABLED=false`.
+    fn from_env() -> Result<Option<Self>, ConfigError> {
+        if !var("RESERVA_RATE_LIMIT__ENABLED", true)? {
+            return Ok(None);
+        }
+        Ok(Some(Self {
+            per_minute: var("RESERVA_RATE_LIMIT__PER_MINUTE", 100)?,
+            orders_per_minute: var("RESERVA_RATE_LIMIT__ORDERS_PER_MINUTE", 10)?,
+            bookings_per_minute: var("RESERVA_RATE_LIMIT__BOOKINGS_PER_MINUTE", 20)?,
+        }))
+    }
 }
 
 /// The payment provider.
@@ -134,6 +164,7 @@ impl Settings {
             booking_ttl: Duration::from_secs(var("RESERVA_BOOKINGS__TTL_SECS", 1800)?),
             sagas: var("RESERVA_SAGAS__ENABLED", true)?,
             deadline_interval: Duration::from_millis(var("RESERVA_DEADLINES__INTERVAL_MS", 5000)?),
+            rate_limits: RateLimits::from_env()?,
         })
     }
 }

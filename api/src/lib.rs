@@ -5,6 +5,7 @@
 //! - [`startup`]: builds the HTTP server on a pool it is given (tests pass their own).
 //! - [`routes`]: handlers; [`extract`] and [`validation`]: the edge; [`problem`]: the single
 //!   mapping from failures to `application/problem+json`; [`correlation`]: correlation ids.
+//! - [`rate_limit`]: per-client request budgets; [`idempotency`]: `Idempotency-Key` replays.
 //! - [`postgres`]: the private PostgreSQL cluster used when no `DATABASE_URL` is set.
 //! - [`telemetry`]: structured logs; [`metrics`]: the Prometheus recorder.
 //! - [`operate`]: the operator subcommands (rebuild, projections, dead letters);
@@ -20,10 +21,12 @@ pub mod configuration;
 pub mod correlation;
 pub mod database;
 pub mod extract;
+pub mod idempotency;
 pub mod metrics;
 pub mod operate;
 pub mod postgres;
 pub mod problem;
+pub mod rate_limit;
 pub mod rebuilds;
 pub mod routes;
 pub mod seed;

@@ -39,6 +39,8 @@ pub struct ApiError {
     code: &'static str,
     detail: String,
     errors: Vec<FieldError>,
+    /// Sent as `retry-after` (seconds) when the client should come back later.
+    retry_after: Option<u64>,
     /// Logged, never sent: the cause chain of an unexpected failure.
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
@@ -50,6 +52,7 @@ impl ApiError {
             code,
             detail: detail.into(),
             errors: Vec::new(),
+            retry_after: None,
             source: None,
         }
     }
@@ -106,6 +109,19 @@ impl ApiError {
     /// 422: well-formed input that refers to something unusable (an unknown SKU, say).
     pub fn unprocessable(code: &'static str, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
+    }
+
+    /// 429 `rate_limited`: the client spent its budget; `retry_after` says when the window
+    /// resets.
+    pub fn rate_limited(detail: impl Into<String>, retry_after: u64) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", detail)
+            .with_retry_after(retry_after)
+    }
+
+    /// Tells the client to retry after `seconds` (the `retry-after` header).
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// Adds field errors to any problem.
@@ -190,9 +206,12 @@ impl ResponseError for ApiError {
             errors: &self.errors,
             correlation_id: correlation::current(),
         };
-        HttpResponse::build(self.status)
-            .insert_header((header::CONTENT_TYPE, "application/problem+json"))
-            .body(serde_json::to_vec(&body).unwrap_or_default())
+        let mut response = HttpResponse::build(self.status);
+        response.insert_header((header::CONTENT_TYPE, "application/problem+json"));
+        if let Some(seconds) = self.retry_after {
+            response.insert_header((header::RETRY_AFTER, seconds));
+        }
+        response.body(serde_json::to_vec(&body).unwrap_or_default())
     }
 }
 

@@ -21,7 +21,7 @@ use tracing_actix_web::TracingLogger;
 use crate::configuration::{GatewaySettings, Settings};
 use crate::rebuilds::Rebuilds;
 use crate::state::{AppState, Background, Ttl};
-use crate::{correlation, metrics, routes};
+use crate::{correlation, idempotency, metrics, rate_limit, routes};
 
 /// A bound, not yet running, HTTP server.
 pub struct Application {
@@ -74,8 +74,17 @@ impl Application {
             background,
         });
         let bus = state.bus.clone();
+        let limits = settings.rate_limits;
+        let windows = rate_limit::Windows::default();
         let server = HttpServer::new(move || {
+            // The last `.wrap` runs first. Idempotency and the limiters read the `Caller`, so
+            // the auth middleware must be wrapped after them; a refused request must not
+            // claim an idempotency key, so the limiters wrap it; the correlation middleware
+            // wraps all three so their problems carry the correlation id.
             App::new()
+                .wrap(from_fn(idempotency::middleware))
+                .wrap(rate_limit::per_route(&windows, limits))
+                .wrap(rate_limit::overall(&windows, limits))
                 .wrap(from_fn(correlation::middleware))
                 .wrap(TracingLogger::default())
                 .app_data(state.clone())

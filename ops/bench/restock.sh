@@ -14,7 +14,7 @@ PORT=${PORT:-18080}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/tmp/reserva-target}
 cargo build --release -q -p api -p load
 psql -Xq "$ADMIN_URL" -c "DROP DATABASE IF EXISTS reserva_bench WITH (FORCE)" -c "CREATE DATABASE reserva_bench"
-DATABASE_URL=$DB_URL RESERVA_HTTP__PORT=$PORT RUST_LOG=warn "$CARGO_TARGET_DIR/release/reserva" serve &
+DATABASE_URL=$DB_URL RESERVA_HTTP__PORT=$PORT RESERVA_RATE_LIMIT__ENABLED=false RUST_LOG=warn "$CARGO_TARGET_DIR/release/reserva" serve &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; psql -Xq "$ADMIN_URL" -c "DROP DATABASE IF EXISTS reserva_bench WITH (FORCE)"' EXIT
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$PORT/health/ready" >/dev/null && break; sleep 0.2; done

@@ -16,7 +16,7 @@ PORT=${PORT:-18081}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/tmp/reserva-target}
 cargo build --release -q -p api -p load
 psql -Xq "$ADMIN_URL" -c "DROP DATABASE IF EXISTS reserva_saga_bench WITH (FORCE)" -c "CREATE DATABASE reserva_saga_bench"
-DATABASE_URL=$DB_URL RESERVA_HTTP__PORT=$PORT RESERVA_GATEWAY__SIMULATED_DELAY_MS=0 RUST_LOG=warn \
+DATABASE_URL=$DB_URL RESERVA_HTTP__PORT=$PORT RESERVA_RATE_LIMIT__ENABLED=false RESERVA_GATEWAY__SIMULATED_DELAY_MS=0 RUST_LOG=warn \
   "$CARGO_TARGET_DIR/release/reserva" serve &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; psql -Xq "$ADMIN_URL" -c "DROP DATABASE IF EXISTS reserva_saga_bench WITH (FORCE)"' EXIT

@@ -146,6 +146,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         sagas: true,
         // Tests step deadlines themselves (`run_deadlines_once`); the job still runs.
         deadline_interval: std::time::Duration::from_secs(5),
+        // Load tests send hundreds of requests from one address; rate-limit tests turn it on.
+        rate_limits: None,
     };
     configure(&mut settings);
     start(settings, std::sync::Arc::new(database)).await
@@ -210,6 +212,17 @@ impl TestApp {
     pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
         self.client
             .post(format!("{}{path}", self.address))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// `POST` a JSON body to `path` with an `Idempotency-Key` header.
+    pub async fn post_with_key(&self, path: &str, key: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.address))
+            .header("idempotency-key", key)
             .json(body)
             .send()
             .await

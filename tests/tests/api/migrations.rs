@@ -27,6 +27,7 @@ async fn migrations_apply_revert_and_apply_again() {
         [
             "dead_letters",
             "events",
+            "idempotency_keys",
             "rm_booking_deadlines",
             "rm_bookings",
             "rm_order_deadlines",

@@ -1,0 +1,469 @@
+//! `Idempotency-Key`: a command retried with the same key runs once.
+//!
+//! On every `POST` under `/api/v1` and `/admin`, a request carrying `Idempotency-Key`
+//! (1 to 255 printable ASCII characters, else 400 `invalid_idempotency_key`) claims the key
+//! in `idempotency_keys` with one atomic `INSERT … ON CONFLICT` before the handler runs. Keys
+//! are scoped by caller (the token subject, or `anonymous` without one), so two callers never
+//! see each other's responses. The request is identified by its method, target (path and
+//! query) and the SHA-256 of its body:
+//!
+//! - key unknown (or older than 24 h): the command runs; a 2xx or 4xx answer is stored and
+//!   the same request within 24 h gets it back, byte for byte, with `idempotent-replayed: true`
+//!   and without running again;
+//! - same key, different request: 422 `idempotency_key_reused`, nothing runs;
+//! - same key while the first request still runs: 409 `idempotency_key_in_progress` with
+//!   `retry-after`.
+//!
+//! Answers a retry could change are not stored, so the retry runs: 5xx (the store was down),
+//! 429, and 409 `concurrency_conflict` (the bus gave up on a busy aggregate). Their claim is
+//! deleted at once.
+//!
+//! A claim holds a lease of [`LEASE`]. If the process dies while running the command the
+//! claim stays in flight until the lease ends (retries get 409), and then the next retry runs
+//! the command again: whether the first one committed cannot be known, and the command
+//! handlers' own idempotency (cancel, the sagas) is the backstop there.
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::web::{self, Bytes, BytesMut};
+use actix_web::{HttpMessage, HttpResponse};
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::extract::MAX_BODY_BYTES;
+use crate::problem::ApiError;
+use crate::state::AppState;
+
+/// The request header.
+pub const HEADER: &str = "idempotency-key";
+
+/// Set to `true` on a stored answer given back instead of running the command.
+pub const REPLAYED: &str = "idempotent-replayed";
+
+/// Longest key accepted.
+const MAX_KEY_LEN: usize = 255;
+
+/// How long a claim protects a running command; far longer than any command takes (the
+/// pool's acquire timeout and the bus's bounded retries end one within seconds).
+pub const LEASE: Duration = Duration::from_secs(60);
+
+/// Claims a key unless it is held by a live claim or a stored answer younger than 24 h; an
+/// in-flight claim whose lease lapsed is taken over by the same request only.
+const CLAIM: &str = "\
+    INSERT INTO idempotency_keys \
+        (scope, key, method, target, body_sha256, claim_id, locked_until) \
+    VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7)) \
+    ON CONFLICT (scope, key) DO UPDATE SET \
+        method = EXCLUDED.method, target = EXCLUDED.target, \
+        body_sha256 = EXCLUDED.body_sha256, claim_id = EXCLUDED.claim_id, \
+        locked_until = EXCLUDED.locked_until, status = NULL, content_type = NULL, \
+        location = NULL, response_body = NULL, created_at = now(), completed_at = NULL \
+    WHERE idempotency_keys.created_at <= now() - interval '24 hours' \
+       OR (idempotency_keys.status IS NULL AND idempotency_keys.locked_until <= now() \
+           AND idempotency_keys.method = EXCLUDED.method \
+           AND idempotency_keys.target = EXCLUDED.target \
+           AND idempotency_keys.body_sha256 = EXCLUDED.body_sha256) \
+    RETURNING claim_id";
+
+const LOOK_UP: &str = "\
+    SELECT method, target, body_sha256, status, content_type, location, response_body, \
+           GREATEST(1, CEIL(EXTRACT(EPOCH FROM locked_until - now())))::bigint AS retry_after \
+    FROM idempotency_keys WHERE scope = $1 AND key = $2";
+
+const COMPLETE: &str = "\
+    UPDATE idempotency_keys SET status = $4, content_type = $5, location = $6, \
+        response_body = $7, completed_at = now() \
+    WHERE scope = $1 AND key = $2 AND claim_id = $3";
+
+const RELEASE: &str =
+    "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND claim_id = $3";
+
+/// Bounded, so one purge never holds many rows at once; the next one takes the rest.
+const PURGE: &str = "\
+    DELETE FROM idempotency_keys WHERE ctid IN (\
+        SELECT ctid FROM idempotency_keys \
+        WHERE created_at <= now() - interval '24 hours' LIMIT 1000)";
+
+/// One keyed request.
+struct Keyed {
+    scope: String,
+    key: String,
+    method: String,
+    target: String,
+    body_sha256: Vec<u8>,
+}
+
+#[derive(sqlx::FromRow)]
+struct Stored {
+    method: String,
+    target: String,
+    body_sha256: Vec<u8>,
+    status: Option<i16>,
+    content_type: Option<String>,
+    location: Option<String>,
+    response_body: Option<Vec<u8>>,
+    retry_after: i64,
+}
+
+/// Middleware: runs a keyed command once and replays its answer. Must run inside the auth
+/// middleware (it reads the [`Caller`]) and inside the rate limiters (a refused request must
+/// not claim a key).
+pub async fn middleware(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let pool = req
+        .app_data::<web::Data<AppState>>()
+        .map(|state| state.pool.clone());
+    let (Some(pool), true) = (pool, is_command(&req)) else {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    };
+    let key = match key_of(&req) {
+        Ok(Some(key)) => key,
+        Ok(None) => return Ok(next.call(req).await?.map_into_boxed_body()),
+        Err(error) => return Ok(req.error_response(error)),
+    };
+    let payload = req.take_payload();
+    let body = match read_body(&req, payload).await {
+        Ok(body) => body,
+        Err(error) => return Ok(req.error_response(error)),
+    };
+    let keyed = Keyed {
+        scope: scope_of(&req),
+        key,
+        method: req.method().to_string(),
+        target: req
+            .uri()
+            .path_and_query()
+            .map_or_else(|| req.path().to_owned(), |p| p.as_str().to_owned()),
+        body_sha256: Sha256::digest(&body).to_vec(),
+    };
+    purge_now_and_then(&pool);
+    let claim = match claim(&pool, &keyed).await {
+        Ok(Claimed::Ours(claim)) => claim,
+        Ok(Claimed::Stored(response)) => {
+            metrics::counter!("reserva_idempotent_replays_total").increment(1);
+            return Ok(req.into_response(response));
+        }
+        Err(error) => return Ok(req.error_response(error)),
+    };
+    req.set_payload(Payload::from(body));
+    let response = match next.call(req).await {
+        Ok(response) => response,
+        Err(error) => {
+            release(&pool, &keyed, claim).await;
+            return Err(error);
+        }
+    };
+    finish(&pool, &keyed, claim, response).await
+}
+
+/// A `POST` under `/api/v1` or `/admin` (webhooks have their own de-duplication).
+fn is_command(req: &ServiceRequest) -> bool {
+    let path = req.path();
+    req.method() == actix_web::http::Method::POST
+        && (path.starts_with("/api/v1/") || path.starts_with("/admin/"))
+}
+
+/// The key, if the request has one.
+fn key_of(req: &ServiceRequest) -> Result<Option<String>, ApiError> {
+    let mut values = req.headers().get_all(HEADER);
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    let invalid = || {
+        ApiError::bad_request(
+            "invalid_idempotency_key",
+            format!("{HEADER} must be one value of 1 to {MAX_KEY_LEN} printable ASCII characters"),
+        )
+    };
+    if values.next().is_some() {
+        return Err(invalid());
+    }
+    let bytes = value.as_bytes();
+    if bytes.is_empty()
+        || bytes.len() > MAX_KEY_LEN
+        || !bytes.iter().all(|b| (b' '..=b'~').contains(b))
+    {
+        return Err(invalid());
+    }
+    // Checked to be ASCII just above.
+    Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
+}
+
+/// Whose keys these are: the token subject, or `anonymous` without a verified token.
+pub fn scope_of(req: &ServiceRequest) -> String {
+    req.extensions()
+        .get::<Caller>()
+        .map_or_else(|| "anonymous".to_owned(), |c| format!("sub:{}", c.subject))
+}
+
+/// Reads the body as the JSON extractors would, refusing the same oversize bodies.
+async fn read_body(req: &ServiceRequest, mut payload: Payload) -> Result<Bytes, ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
+        return Err(ApiError::payload_too_large(MAX_BODY_BYTES));
+    }
+    let mut body = BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request("unreadable_body", e.to_string()))?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(ApiError::payload_too_large(MAX_BODY_BYTES));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+enum Claimed {
+    /// This request runs the command under this claim id.
+    Ours(Uuid),
+    /// The stored answer of the first request.
+    Stored(HttpResponse),
+}
+
+async fn claim(pool: &PgPool, keyed: &Keyed) -> Result<Claimed, ApiError> {
+    // A claim can vanish between the insert and the look-up (its request failed and released
+    // it); then the insert is tried again.
+    for _ in 0..3 {
+        let claim_id = Uuid::new_v4();
+        let claimed: Option<Uuid> = sqlx::query_scalar(CLAIM)
+            .bind(&keyed.scope)
+            .bind(&keyed.key)
+            .bind(&keyed.method)
+            .bind(&keyed.target)
+            .bind(&keyed.body_sha256)
+            .bind(claim_id)
+            .bind(LEASE.as_secs_f64())
+            .fetch_optional(pool)
+            .await?;
+        if claimed.is_some() {
+            return Ok(Claimed::Ours(claim_id));
+        }
+        let stored: Option<Stored> = sqlx::query_as(LOOK_UP)
+            .bind(&keyed.scope)
+            .bind(&keyed.key)
+            .fetch_optional(pool)
+            .await?;
+        if let Some(stored) = stored {
+            return answer(keyed, stored).map(Claimed::Stored);
+        }
+    }
+    Err(in_progress(1))
+}
+
+/// What a request gets when the key is already taken.
+fn answer(keyed: &Keyed, stored: Stored) -> Result<HttpResponse, ApiError> {
+    if stored.method != keyed.method
+        || stored.target != keyed.target
+        || stored.body_sha256 != keyed.body_sha256
+    {
+        return Err(ApiError::unprocessable(
+            "idempotency_key_reused",
+            "this idempotency key was used for a different request",
+        ));
+    }
+    let Some(status) = stored
+        .status
+        .and_then(|s| u16::try_from(s).ok())
+        .and_then(|s| StatusCode::from_u16(s).ok())
+    else {
+        return Err(in_progress(u64::try_from(stored.retry_after).unwrap_or(1)));
+    };
+    let mut response = HttpResponse::build(status);
+    if let Some(content_type) = stored.content_type {
+        response.insert_header((header::CONTENT_TYPE, content_type));
+    }
+    if let Some(location) = stored.location {
+        response.insert_header((header::LOCATION, location));
+    }
+    response.insert_header((
+        HeaderName::from_static(REPLAYED),
+        HeaderValue::from_static("true"),
+    ));
+    Ok(response.body(stored.response_body.unwrap_or_default()))
+}
+
+fn in_progress(retry_after: u64) -> ApiError {
+    ApiError::conflict(
+        "idempotency_key_in_progress",
+        "a request with this idempotency key is still running; retry shortly",
+    )
+    .with_retry_after(retry_after)
+}
+
+/// Stores the answer (or releases the claim when a retry should run again) and hands the
+/// answer on.
+async fn finish(
+    pool: &PgPool,
+    keyed: &Keyed,
+    claim: Uuid,
+    response: ServiceResponse<impl MessageBody>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let (req, response) = response.into_parts();
+    let (response, body) = response.into_parts();
+    let body = match actix_web::body::to_bytes(body).await {
+        Ok(body) => body,
+        Err(error) => {
+            release(pool, keyed, claim).await;
+            let error = UnreadableResponse(error.into().to_string());
+            return Ok(ServiceResponse::new(
+                req,
+                actix_web::ResponseError::error_response(&ApiError::internal(error)),
+            ));
+        }
+    };
+    let status = response.status();
+    if is_final(status, &body) {
+        let text = |name| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let stored = sqlx::query(COMPLETE)
+            .bind(&keyed.scope)
+            .bind(&keyed.key)
+            .bind(claim)
+            .bind(i16::try_from(status.as_u16()).unwrap_or(i16::MAX))
+            .bind(text(header::CONTENT_TYPE))
+            .bind(text(header::LOCATION))
+            .bind(body.as_ref())
+            .execute(pool)
+            .await;
+        if let Err(error) = stored {
+            // The command ran; the client gets its answer. A retry within the lease gets 409,
+            // after it runs again.
+            tracing::warn!(%error, "the idempotent response could not be stored");
+        }
+    } else {
+        release(pool, keyed, claim).await;
+    }
+    Ok(ServiceResponse::new(
+        req,
+        response.set_body(BoxBody::new(body)),
+    ))
+}
+
+/// Whether an answer is the request's answer for good, or one a retry could change.
+fn is_final(status: StatusCode, body: &[u8]) -> bool {
+    if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::REQUEST_TIMEOUT {
+        return false;
+    }
+    if status == StatusCode::CONFLICT {
+        let code = serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v.get("code").and_then(|c| c.as_str()).map(str::to_owned));
+        if code.as_deref() == Some("concurrency_conflict") {
+            return false;
+        }
+    }
+    status.is_success() || status.is_client_error()
+}
+
+async fn release(pool: &PgPool, keyed: &Keyed, claim: Uuid) {
+    let released = sqlx::query(RELEASE)
+        .bind(&keyed.scope)
+        .bind(&keyed.key)
+        .bind(claim)
+        .execute(pool)
+        .await;
+    if let Err(error) = released {
+        tracing::warn!(%error, "an idempotency claim could not be released; it lapses with its lease");
+    }
+}
+
+/// Deletes answers older than 24 h, at most once a minute per process, off the request's path.
+/// (The claim already treats them as absent; this only keeps the table small.)
+fn purge_now_and_then(pool: &PgPool) {
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let now = chrono::Utc::now().timestamp();
+    let last = LAST.load(Ordering::Relaxed);
+    if now - last < 60
+        || LAST
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+    {
+        return;
+    }
+    let pool = pool.clone();
+    tokio::spawn(async move {
+        if let Err(error) = sqlx::query(PURGE).execute(&pool).await {
+            tracing::warn!(%error, "expired idempotency keys could not be purged");
+        }
+    });
+}
+
+/// The handler's answer could not be read back to store it.
+#[derive(Debug, thiserror::Error)]
+#[error("the response body could not be read: {0}")]
+struct UnreadableResponse(String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Role;
+    use actix_web::test::TestRequest;
+
+    #[test]
+    fn keys_are_scoped_by_caller() {
+        let anonymous = TestRequest::default().to_srv_request();
+        let alice = TestRequest::default().to_srv_request();
+        alice.extensions_mut().insert(Caller {
+            subject: "alice".to_owned(),
+            role: Role::Customer,
+        });
+        assert_eq!(scope_of(&anonymous), "anonymous");
+        assert_eq!(scope_of(&alice), "sub:alice");
+    }
+
+    #[test]
+    fn keys_are_one_to_255_printable_ascii_characters() {
+        let with = |v: &str| {
+            TestRequest::default()
+                .insert_header((HEADER, v))
+                .to_srv_request()
+        };
+        assert_eq!(
+            key_of(&with("order-1")).unwrap().as_deref(),
+            Some("order-1")
+        );
+        assert!(key_of(&with(&"k".repeat(255))).unwrap().is_some());
+        assert!(key_of(&with(&"k".repeat(256))).is_err());
+        assert!(key_of(&with("")).is_err());
+        assert!(
+            key_of(&TestRequest::default().to_srv_request())
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn transient_answers_are_not_kept() {
+        assert!(is_final(StatusCode::ACCEPTED, b"{}"));
+        assert!(is_final(StatusCode::UNPROCESSABLE_ENTITY, b"{}"));
+        assert!(is_final(
+            StatusCode::CONFLICT,
+            br#"{"code":"illegal_transition"}"#
+        ));
+        assert!(!is_final(
+            StatusCode::CONFLICT,
+            br#"{"code":"concurrency_conflict"}"#
+        ));
+        assert!(!is_final(StatusCode::SERVICE_UNAVAILABLE, b"{}"));
+        assert!(!is_final(StatusCode::TOO_MANY_REQUESTS, b"{}"));
+    }
+}

@@ -1,0 +1,357 @@
+//! Per-client request budgets: fixed one-minute windows counted in memory.
+//!
+//! Built on `actix-extensible-rate-limit`: its [`RateLimiter`] middleware and its
+//! [`InMemoryBackend`] (a fixed window per key in a `DashMap`) do the counting; this module
+//! decides who the client is, which budgets a request spends from, and how a refusal looks.
+//!
+//! - **Client**: the verified token subject (the [`Caller`] the auth middleware left in the
+//!   request's extensions, so auth must run before the limiters), else the socket peer's IP
+//!   (IPv6 grouped by /64). Behind a reverse proxy every client shares the proxy's address;
+//!   trusting `X-Forwarded-For` would let any client pick its own budget, so it is not read.
+//! - **Budgets**: [`overall`] covers every request except the exempt paths (webhooks, health
+//!   probes, metrics, API docs); [`per_route`] adds the order-creation and booking-creation
+//!   budgets. A request refused by a route budget has already been counted by the overall one
+//!   (the overall limiter runs first): every attempt costs, so hammering a refused route also
+//!   drains the client's overall budget. Server errors (5xx) are given back to both.
+//! - **Headers**: `x-ratelimit-limit`, `x-ratelimit-remaining` and `x-ratelimit-reset`
+//!   (seconds until the window resets) describe the budget with the fewest requests left, the
+//!   one that will refuse first (the route budget on a tie); a 429 describes the budget that
+//!   refused and adds `retry-after`.
+//! - Counts live in this process: with several replicas each grants the full budget.
+
+use actix_extensible_rate_limit::backend::memory::InMemoryBackend;
+use actix_extensible_rate_limit::backend::{Backend, Decision, SimpleInput, SimpleOutput};
+use actix_extensible_rate_limit::{HeaderCompatibleOutput, RateLimiter};
+use actix_web::dev::ServiceRequest;
+use actix_web::http::Method;
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::{HttpMessage, HttpResponse, ResponseError};
+use std::convert::Infallible;
+use std::future::{Ready, ready};
+use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use crate::auth::Caller;
+use crate::configuration::RateLimits;
+use crate::problem::ApiError;
+
+/// Length of every window.
+const WINDOW: Duration = Duration::from_secs(60);
+
+const LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+const REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+const RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+
+/// Paths no budget covers: Stripe must always reach us, probes and scrapes must not be
+/// starved by a client's traffic, and the docs cost nothing.
+fn is_exempt(path: &str) -> bool {
+    matches!(
+        path,
+        "/webhooks/stripe" | "/metrics" | "/openapi.json" | "/docs"
+    ) || path.starts_with("/health/")
+        || path.starts_with("/docs/")
+}
+
+/// One budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// Every limited request.
+    Overall,
+    /// `POST /api/v1/orders`.
+    Orders,
+    /// `POST /api/v1/bookings`.
+    Bookings,
+}
+
+impl Limit {
+    /// The `limit` label of `reserva_rate_limited_total` and the key prefix.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Overall => "overall",
+            Self::Orders => "orders",
+            Self::Bookings => "bookings",
+        }
+    }
+}
+
+/// Who spends the budget: `sub:<subject>` for a verified caller, `ip:<address>` otherwise.
+pub fn client_key(req: &ServiceRequest) -> String {
+    if let Some(caller) = req.extensions().get::<Caller>() {
+        return format!("sub:{}", caller.subject);
+    }
+    match req.peer_addr().map(|a| a.ip()) {
+        Some(IpAddr::V6(ip)) if ip.to_ipv4_mapped().is_none() => {
+            // One host usually holds a whole /64; keying by address would give it billions
+            // of budgets.
+            let s = ip.segments();
+            format!("ip:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Some(IpAddr::V6(ip)) => format!("ip:{}", ip.to_canonical()),
+        Some(ip) => format!("ip:{ip}"),
+        // Only in-process test requests have no peer; they share one budget.
+        None => "ip:unknown".to_owned(),
+    }
+}
+
+/// The budget of a route with one of its own, and its size.
+fn route_limit(method: &Method, path: &str, limits: &RateLimits) -> Option<(Limit, u64)> {
+    if method != Method::POST {
+        return None;
+    }
+    match path {
+        "/api/v1/orders" => Some((Limit::Orders, limits.orders_per_minute)),
+        "/api/v1/bookings" => Some((Limit::Bookings, limits.bookings_per_minute)),
+        _ => None,
+    }
+}
+
+/// What one request spends: one unit of `limit`'s budget for its client.
+pub struct Charge {
+    limit: Limit,
+    input: SimpleInput,
+}
+
+impl Charge {
+    fn new(limit: Limit, max_requests: u64, client: &str) -> Self {
+        Self {
+            limit,
+            input: SimpleInput {
+                interval: WINDOW,
+                max_requests,
+                key: format!("{}:{client}", limit.label()),
+            },
+        }
+    }
+}
+
+/// A budget's state after a request.
+pub struct Status {
+    limit: Limit,
+    output: SimpleOutput,
+}
+
+/// The windows of every budget, shared by a server's workers.
+///
+/// The crate's in-memory backend spawns its sweeper (which drops ended windows) with
+/// `actix_web::rt::spawn`, which only works on an actix worker thread, so it is created by
+/// the first worker that asks; the rest share it. It is held behind an `Arc` because the
+/// backend stops its sweeper when any copy of it is dropped, and the middleware copies the
+/// backend for every request.
+#[derive(Clone, Default)]
+pub struct Windows(Arc<OnceLock<Counter>>);
+
+impl Windows {
+    fn counter(&self) -> Counter {
+        self.0
+            .get_or_init(|| {
+                Counter(Arc::new(
+                    InMemoryBackend::builder()
+                        .with_gc_interval(Some(WINDOW))
+                        .build(),
+                ))
+            })
+            .clone()
+    }
+}
+
+/// The backend the limiters use: requests without a charge pass uncounted.
+#[derive(Clone)]
+pub struct Counter(Arc<InMemoryBackend>);
+
+impl Backend<Option<Charge>> for Counter {
+    type Output = Option<Status>;
+    type RollbackToken = Option<String>;
+    type Error = Infallible;
+
+    async fn request(
+        &self,
+        charge: Option<Charge>,
+    ) -> Result<(Decision, Option<Status>, Option<String>), Infallible> {
+        let Some(Charge { limit, input }) = charge else {
+            return Ok((Decision::Allowed, None, None));
+        };
+        let (decision, output, token) = self.0.request(input).await?;
+        Ok((decision, Some(Status { limit, output }), Some(token)))
+    }
+
+    async fn rollback(&self, token: Option<String>) -> Result<(), Infallible> {
+        match token {
+            Some(token) => self.0.rollback(token).await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// What the limiters' input functions return.
+type ChargeFuture = Ready<Result<Option<Charge>, actix_web::Error>>;
+
+/// The overall budget on every request but the exempt ones; counts nothing when `limits` is
+/// `None`.
+pub fn overall(
+    windows: &Windows,
+    limits: Option<RateLimits>,
+) -> RateLimiter<Counter, Option<Status>, impl Fn(&ServiceRequest) -> ChargeFuture + use<>> {
+    limiter(windows, move |req: &ServiceRequest| {
+        let charge = limits
+            .filter(|_| !is_exempt(req.path()))
+            .map(|l| Charge::new(Limit::Overall, l.per_minute, &client_key(req)));
+        ready(Ok(charge))
+    })
+}
+
+/// The order-creation and booking-creation budgets; counts nothing when `limits` is `None`.
+pub fn per_route(
+    windows: &Windows,
+    limits: Option<RateLimits>,
+) -> RateLimiter<Counter, Option<Status>, impl Fn(&ServiceRequest) -> ChargeFuture + use<>> {
+    limiter(windows, move |req: &ServiceRequest| {
+        let charge = limits
+            .as_ref()
+            .and_then(|l| route_limit(req.method(), req.path(), l))
+            .map(|(limit, max)| Charge::new(limit, max, &client_key(req)));
+        ready(Ok(charge))
+    })
+}
+
+fn limiter<F>(windows: &Windows, input: F) -> RateLimiter<Counter, Option<Status>, F>
+where
+    F: Fn(&ServiceRequest) -> ChargeFuture + 'static,
+{
+    RateLimiter::builder(windows.counter(), input)
+        .rollback_server_errors()
+        .request_allowed_transformation(Some(describe))
+        .request_denied_response(refuse)
+        .build()
+}
+
+/// Sets the `x-ratelimit-*` headers unless they already describe a budget with as few
+/// requests left (an inner one, or the one that refused the request).
+fn describe(headers: &mut HeaderMap, status: Option<&Option<Status>>, rolled_back: bool) {
+    let Some(Some(status)) = status else {
+        return;
+    };
+    let remaining = status.output.remaining() + u64::from(rolled_back);
+    let shown = headers
+        .get(REMAINING)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    // A refusal by the inner budget shows 0 left, so it always keeps naming that budget.
+    if shown.is_some_and(|shown| shown <= remaining) {
+        return;
+    }
+    insert_headers(headers, status, remaining);
+}
+
+fn insert_headers(headers: &mut HeaderMap, status: &Status, remaining: u64) {
+    headers.insert(LIMIT, HeaderValue::from(status.output.limit()));
+    headers.insert(REMAINING, HeaderValue::from(remaining));
+    headers.insert(
+        RESET,
+        HeaderValue::from(status.output.seconds_until_reset()),
+    );
+}
+
+/// The 429 problem for a spent budget.
+fn refuse(status: &Option<Status>) -> HttpResponse {
+    let Some(status) = status else {
+        // The backend only refuses a charged request, which always has a status.
+        return ApiError::rate_limited("too many requests", WINDOW.as_secs()).error_response();
+    };
+    metrics::counter!("reserva_rate_limited_total", "limit" => status.limit.label()).increment(1);
+    let retry_after = status.output.seconds_until_reset().max(1);
+    let detail = format!(
+        "the {} limit of {} requests per minute is spent; retry in {retry_after} s",
+        status.limit.label(),
+        status.output.limit()
+    );
+    let mut response = ApiError::rate_limited(detail, retry_after).error_response();
+    insert_headers(response.headers_mut(), status, 0);
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Role;
+    use actix_web::test::TestRequest;
+
+    fn peer(addr: &str) -> ServiceRequest {
+        TestRequest::default()
+            .peer_addr(addr.parse().unwrap())
+            .to_srv_request()
+    }
+
+    #[test]
+    fn a_verified_caller_is_keyed_by_subject_whatever_its_address() {
+        let a = peer("10.0.0.1:1000");
+        a.extensions_mut().insert(Caller {
+            subject: "alice".to_owned(),
+            role: Role::Customer,
+        });
+        let b = peer("10.0.0.1:1001");
+        b.extensions_mut().insert(Caller {
+            subject: "bob".to_owned(),
+            role: Role::Customer,
+        });
+        assert_eq!(client_key(&a), "sub:alice");
+        assert_eq!(client_key(&b), "sub:bob");
+    }
+
+    #[test]
+    fn anonymous_clients_are_keyed_by_ip_and_ipv6_by_its_64() {
+        assert_eq!(client_key(&peer("10.0.0.1:1000")), "ip:10.0.0.1");
+        assert_ne!(
+            client_key(&peer("10.0.0.1:1000")),
+            client_key(&peer("10.0.0.2:1000"))
+        );
+        assert_eq!(
+            client_key(&peer("[2001:db8:1:2:aaaa::1]:1")),
+            client_key(&peer("[2001:db8:1:2:bbbb::9]:1"))
+        );
+        assert_ne!(
+            client_key(&peer("[2001:db8:1:2::1]:1")),
+            client_key(&peer("[2001:db8:1:3::1]:1"))
+        );
+    }
+
+    #[test]
+    fn only_order_and_booking_creation_have_route_budgets() {
+        let limits = RateLimits {
+            per_minute: 100,
+            orders_per_minute: 10,
+            bookings_per_minute: 20,
+        };
+        assert_eq!(
+            route_limit(&Method::POST, "/api/v1/orders", &limits),
+            Some((Limit::Orders, 10))
+        );
+        assert_eq!(
+            route_limit(&Method::POST, "/api/v1/bookings", &limits),
+            Some((Limit::Bookings, 20))
+        );
+        assert_eq!(route_limit(&Method::GET, "/api/v1/orders", &limits), None);
+        assert_eq!(
+            route_limit(&Method::POST, "/api/v1/orders/x/cancel", &limits),
+            None
+        );
+    }
+
+    #[test]
+    fn webhooks_probes_metrics_and_docs_are_exempt() {
+        for path in [
+            "/webhooks/stripe",
+            "/health/live",
+            "/health/ready",
+            "/metrics",
+            "/openapi.json",
+            "/docs",
+            "/docs/index.html",
+        ] {
+            assert!(is_exempt(path), "{path}");
+        }
+        for path in ["/api/v1/orders", "/admin/projections", "/nowhere"] {
+            assert!(!is_exempt(path), "{path}");
+        }
+    }
+}
