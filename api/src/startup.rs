@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing_actix_web::TracingLogger;
 
+use crate::auth::{self, Authenticator};
 use crate::configuration::{GatewaySettings, Settings};
 use crate::rebuilds::Rebuilds;
 use crate::state::{AppState, Background, Ttl};
@@ -74,8 +75,11 @@ impl Application {
             background,
         });
         let bus = state.bus.clone();
+        let authenticator = web::Data::new(Authenticator::new(settings.auth.as_ref()));
         let server = HttpServer::new(move || {
             App::new()
+                .app_data(authenticator.clone())
+                .wrap(from_fn(auth::middleware))
                 .wrap(from_fn(correlation::middleware))
                 .wrap(TracingLogger::default())
                 .app_data(state.clone())
