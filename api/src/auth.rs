@@ -249,11 +249,13 @@ fn bearer(req: &ServiceRequest) -> Result<Option<&str>, ApiError> {
     let Some(value) = req.headers().get(actix_web::http::header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let value = value
-        .to_str()
-        .map_err(|_| ApiError::unauthorized("token_invalid", "the Authorization header is not text"))?;
+    let value = value.to_str().map_err(|_| {
+        ApiError::unauthorized("token_invalid", "the Authorization header is not text")
+    })?;
     match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
             Ok(Some(token.trim()))
         }
         _ => Err(ApiError::unauthorized(
@@ -289,7 +291,10 @@ pub async fn middleware<B: MessageBody + 'static>(
     };
     if !auth.is_on() {
         req.extensions_mut().insert(AuthOff);
-        return next.call(req).await.map(ServiceResponse::map_into_left_body);
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
     }
     let path = req.match_info().as_str().to_owned();
     if is_exempt(&path) {
@@ -298,7 +303,10 @@ pub async fn middleware<B: MessageBody + 'static>(
         {
             req.extensions_mut().insert(caller);
         }
-        return next.call(req).await.map(ServiceResponse::map_into_left_body);
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
     }
     let verified = match bearer(&req) {
         Ok(Some(token)) => auth.verify(token).map_err(|e| rejection(&e)),
@@ -313,14 +321,20 @@ pub async fn middleware<B: MessageBody + 'static>(
         Err(error) => return Ok(reject(req, &error)),
     };
     if caller.role != Role::Admin && needs_admin(req.method(), &path) {
-        return Ok(reject(req, &ApiError::forbidden("this endpoint needs role admin")));
+        return Ok(reject(
+            req,
+            &ApiError::forbidden("this endpoint needs role admin"),
+        ));
     }
     req.extensions_mut().insert(caller);
-    next.call(req).await.map(ServiceResponse::map_into_left_body)
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_left_body)
 }
 
 fn reject<B>(req: ServiceRequest, error: &ApiError) -> ServiceResponse<EitherBody<B>> {
-    req.into_response(error.error_response()).map_into_right_body()
+    req.into_response(error.error_response())
+        .map_into_right_body()
 }
 
 /// What the caller of one request may do, as handlers check it. Extracting it never fails:
@@ -499,7 +513,10 @@ mod tests {
     fn admin_paths_and_stock_writes_need_admin() {
         assert!(needs_admin(&Method::GET, "/admin/projections"));
         assert!(needs_admin(&Method::POST, "/api/v1/stock-items"));
-        assert!(needs_admin(&Method::POST, "/api/v1/stock-items/A-1/restock"));
+        assert!(needs_admin(
+            &Method::POST,
+            "/api/v1/stock-items/A-1/restock"
+        ));
         assert!(!needs_admin(&Method::GET, "/api/v1/stock-items/A-1"));
         assert!(!needs_admin(&Method::POST, "/api/v1/orders"));
     }

@@ -93,7 +93,11 @@ pub async fn cancel_booking(
     let (id, reason) = cancel_input(&path, body)?;
     let id = BookingId(id);
     if !ctx.access.sees_everything() {
-        let owner = state.bus.load::<Booking>(&id.to_string()).await?.customer_id();
+        let owner = state
+            .bus
+            .load::<Booking>(&id.to_string())
+            .await?
+            .customer_id();
         if owner.is_some_and(|owner| !ctx.access.may_act_for(owner.0)) {
             // Someone else's booking answers exactly as an unknown one.
             return Err(CommandError::Rejected(BookingError::NotFound).into());

@@ -140,7 +140,11 @@ pub async fn cancel_order(
     let (id, reason) = cancel_input(&path, body)?;
     let id = OrderId(id);
     if !ctx.access.sees_everything() {
-        let owner = state.bus.load::<Order>(&id.to_string()).await?.customer_id();
+        let owner = state
+            .bus
+            .load::<Order>(&id.to_string())
+            .await?
+            .customer_id();
         if owner.is_some_and(|owner| !ctx.access.may_act_for(owner.0)) {
             // Someone else's order answers exactly as an unknown one.
             return Err(CommandError::Rejected(OrderError::NotFound).into());

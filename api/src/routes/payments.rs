@@ -26,11 +26,7 @@ pub async fn get_payment(
     {
         payment = None;
     }
-    found(
-        payment,
-        "payment_not_found",
-        || format!("no payment {id}"),
-    )
+    found(payment, "payment_not_found", || format!("no payment {id}"))
 }
 
 /// Whether the order or booking a payment belongs to is the caller's (from the read models;

@@ -11,9 +11,8 @@ use uuid::Uuid;
 /// A server with auth on and no sagas (orders stay as placed).
 async fn spawn_quiet_app() -> TestApp {
     spawn_app_with(|settings| {
-        settings.auth = Some(
-            api::configuration::AuthSettings::new(JWT_SECRET).expect("a long enough secret"),
-        );
+        settings.auth =
+            Some(api::configuration::AuthSettings::new(JWT_SECRET).expect("a long enough secret"));
         settings.sagas = false;
     })
     .await
@@ -215,7 +214,11 @@ async fn a_customer_reading_or_cancelling_anothers_order_gets_404_like_an_unknow
         )
         .await;
     let cancel = app
-        .post_as(&alice_token, &format!("/api/v1/orders/{id}/cancel"), &json!({}))
+        .post_as(
+            &alice_token,
+            &format!("/api/v1/orders/{id}/cancel"),
+            &json!({}),
+        )
         .await;
     let read_unknown = app
         .get_as(&alice_token, &format!("/api/v1/orders/{unknown}"))
@@ -246,11 +249,18 @@ async fn a_customer_reading_or_cancelling_anothers_order_gets_404_like_an_unknow
     );
     // Bob reads and cancels his own.
     let own = app
-        .get_as(&bob_token, &format!("/api/v1/orders/{id}?min_position={head}"))
+        .get_as(
+            &bob_token,
+            &format!("/api/v1/orders/{id}?min_position={head}"),
+        )
         .await;
     assert_eq!(own.status(), 200);
     let own_cancel = app
-        .post_as(&bob_token, &format!("/api/v1/orders/{id}/cancel"), &json!({}))
+        .post_as(
+            &bob_token,
+            &format!("/api/v1/orders/{id}/cancel"),
+            &json!({}),
+        )
         .await;
     assert_eq!(own_cancel.status(), 202);
 }
@@ -311,7 +321,10 @@ async fn a_customer_reading_or_cancelling_anothers_booking_gets_404() {
     assert_eq!(listed["items"], json!([]));
     assert_eq!(app.events_for("booking", &id).await.len(), 1);
     let own = app
-        .get_as(&bob_token, &format!("/api/v1/bookings/{id}?min_position={head}"))
+        .get_as(
+            &bob_token,
+            &format!("/api/v1/bookings/{id}?min_position={head}"),
+        )
         .await;
     assert_eq!(own.status(), 200);
 }
@@ -494,6 +507,8 @@ async fn platform_endpoints_stay_open_with_auth_on() {
     assert_eq!(app.get("/health/live").await.status(), 200);
     assert_eq!(app.get("/metrics").await.status(), 200);
     // An unsigned webhook is refused by its signature check, not by auth.
-    let webhook = app.post_raw("/webhooks/stripe", "application/json", b"{}".to_vec()).await;
+    let webhook = app
+        .post_raw("/webhooks/stripe", "application/json", b"{}".to_vec())
+        .await;
     assert_eq!(webhook.status(), 400);
 }
