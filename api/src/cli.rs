@@ -10,7 +10,8 @@ use commands::payment_gateway::{ResiliencePolicy, Resilient, StripeGateway};
 use commands::reconcile::Discrepancy;
 use sqlx::PgPool;
 
-use crate::configuration::{GatewaySettings, Settings};
+use crate::auth::{self, Role};
+use crate::configuration::{AuthSettings, GatewaySettings, Settings};
 
 /// Exit code of `reserva reconcile` when it could not check (1 means it found discrepancies).
 pub const EXIT_ERROR: u8 = 2;
@@ -63,6 +64,50 @@ pub enum Command {
         #[arg(long, default_value_t = 20, value_parser = crate::seed::parse_count)]
         slots: u32,
     },
+    /// Prints a bearer token signed with RESERVA_AUTH__JWT_SECRET (for development and
+    /// operators); needs no database.
+    Token {
+        /// The subject: a customer id (UUID) for customers, any name for admins.
+        #[arg(long)]
+        sub: String,
+        /// The role the token grants.
+        #[arg(long, value_enum)]
+        role: TokenRole,
+        /// How long it is valid: 3600, 90s, 30m, 1h, 7d.
+        #[arg(long, default_value = "1h", value_parser = crate::auth::parse_ttl)]
+        ttl: Duration,
+    },
+}
+
+/// `reserva token --role`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TokenRole {
+    /// Own orders and bookings only.
+    Customer,
+    /// Everything, including /admin.
+    Admin,
+}
+
+impl From<TokenRole> for Role {
+    fn from(role: TokenRole) -> Self {
+        match role {
+            TokenRole::Customer => Role::Customer,
+            TokenRole::Admin => Role::Admin,
+        }
+    }
+}
+
+/// `reserva token`: a token for `sub` with `role`, valid `ttl`, signed with the secret in
+/// `RESERVA_AUTH__JWT_SECRET`.
+///
+/// # Errors
+/// The secret is unset or too short, or the subject does not suit the role.
+pub fn token(sub: &str, role: TokenRole, ttl: Duration) -> anyhow::Result<String> {
+    let settings = AuthSettings::from_env()?.context(
+        "RESERVA_AUTH__JWT_SECRET is not set: set it (at least 32 bytes) to the secret the \
+         server verifies tokens with",
+    )?;
+    Ok(auth::mint(&settings, sub, role.into(), ttl)?)
 }
 
 /// `reserva dead-letters …`.

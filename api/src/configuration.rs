@@ -44,6 +44,9 @@ pub struct Settings {
     /// Per-client request budgets; `None` turns rate limiting off
     /// (`RESERVA_RATE_LIMIT__ENABLED`, default `true`).
     pub rate_limits: Option<RateLimits>,
+    /// Bearer-token authentication; `None` (no `RESERVA_AUTH__JWT_SECRET`) turns it off and
+    /// every request acts with full rights, as a development server does.
+    pub auth: Option<AuthSettings>,
 }
 
 /// How many requests one client (token subject, else IP) may make per one-minute window.
@@ -70,6 +73,59 @@ impl RateLimits {
             orders_per_minute: var("RESERVA_RATE_LIMIT__ORDERS_PER_MINUTE", 10)?,
             bookings_per_minute: var("RESERVA_RATE_LIMIT__BOOKINGS_PER_MINUTE", 20)?,
         }))
+    }
+}
+
+/// Shortest accepted HS256 secret: RFC 7518 §3.2 asks for a key at least as long as the hash.
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+/// How bearer tokens are verified (and minted by `reserva token`).
+#[derive(Clone)]
+pub struct AuthSettings {
+    jwt_secret: String,
+}
+
+impl std::fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret signs every token: never printed.
+        f.debug_struct("AuthSettings").finish_non_exhaustive()
+    }
+}
+
+impl AuthSettings {
+    /// Auth with this HS256 secret.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when the secret is shorter than [`MIN_JWT_SECRET_BYTES`]: a short HMAC
+    /// key can be brute-forced offline from any one token.
+    pub fn new(jwt_secret: impl Into<String>) -> Result<Self, ConfigError> {
+        let jwt_secret = jwt_secret.into();
+        if jwt_secret.len() < MIN_JWT_SECRET_BYTES {
+            return Err(ConfigError {
+                variable: "RESERVA_AUTH__JWT_SECRET",
+                message: format!(
+                    "must be at least {MIN_JWT_SECRET_BYTES} bytes, got {}",
+                    jwt_secret.len()
+                ),
+            });
+        }
+        Ok(Self { jwt_secret })
+    }
+
+    /// `RESERVA_AUTH__JWT_SECRET`: `None` when unset or empty (auth off).
+    ///
+    /// # Errors
+    /// [`ConfigError`] when the secret is set but too short.
+    pub fn from_env() -> Result<Option<Self>, ConfigError> {
+        match std::env::var("RESERVA_AUTH__JWT_SECRET") {
+            Ok(secret) if !secret.is_empty() => Self::new(secret).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// The HMAC key bytes.
+    pub fn jwt_secret(&self) -> &[u8] {
+        self.jwt_secret.as_bytes()
     }
 }
 
@@ -165,6 +221,7 @@ impl Settings {
             sagas: var("RESERVA_SAGAS__ENABLED", true)?,
             deadline_interval: Duration::from_millis(var("RESERVA_DEADLINES__INTERVAL_MS", 5000)?),
             rate_limits: RateLimits::from_env()?,
+            auth: AuthSettings::from_env()?,
         })
     }
 }

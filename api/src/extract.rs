@@ -10,6 +10,7 @@ use std::future::Future;
 use std::pin::Pin;
 use tracing_actix_web::RequestId;
 
+use crate::auth::Access;
 use crate::correlation::CorrelationId;
 use crate::problem::{ApiError, FieldError};
 
@@ -145,8 +146,10 @@ pub struct RequestContext {
     pub correlation_id: String,
     /// This request's id (also on every log line of the request).
     pub request_id: String,
-    /// The token subject once auth is on; `anonymous` until then.
+    /// The token's subject; `anonymous` with auth off.
     pub actor: String,
+    /// What the caller may do.
+    pub access: Access,
 }
 
 impl RequestContext {
@@ -172,10 +175,12 @@ impl FromRequest for RequestContext {
         let correlation_id = extensions
             .get::<CorrelationId>()
             .map_or_else(|| request_id.clone(), |c| c.0.clone());
+        let access = Access::of(req);
         std::future::ready(Ok(Self {
             correlation_id,
             request_id,
-            actor: "anonymous".to_owned(),
+            actor: access.actor(),
+            access,
         }))
     }
 }

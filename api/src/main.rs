@@ -30,6 +30,11 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Needs neither the database nor the rest of the configuration.
+    if let Command::Token { sub, role, ttl } = &cli.command {
+        println!("{}", cli::token(sub, *role, *ttl)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let settings = Settings::from_env().context("reading configuration")?;
     let db = database::open(&settings).await?;
     let mut code = ExitCode::SUCCESS;
@@ -58,6 +63,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        Command::Token { .. } => Ok(()),
         Command::Reconcile => {
             migrated(&db).await?;
             cli::reconcile(&settings, &db.pool, &mut std::io::stdout())
@@ -92,6 +98,11 @@ async fn serve(settings: &Settings, db: &database::Database) -> anyhow::Result<(
         .run(&db.pool)
         .await
         .context("running migrations")?;
+    if settings.auth.is_none() {
+        tracing::warn!(
+            "auth is off (RESERVA_AUTH__JWT_SECRET is unset): every request has full rights"
+        );
+    }
     let app = Application::build(settings, db.pool.clone()).context("binding the HTTP port")?;
     tracing::info!(port = app.port(), "reserva listening");
     app.run_until_stopped().await.context("serving HTTP")

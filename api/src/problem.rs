@@ -41,6 +41,8 @@ pub struct ApiError {
     errors: Vec<FieldError>,
     /// Sent as `retry-after` (seconds) when the client should come back later.
     retry_after: Option<u64>,
+    /// Extra response headers (`WWW-Authenticate` on a 401).
+    headers: Vec<(header::HeaderName, String)>,
     /// Logged, never sent: the cause chain of an unexpected failure.
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
@@ -53,6 +55,7 @@ impl ApiError {
             detail: detail.into(),
             errors: Vec::new(),
             retry_after: None,
+            headers: Vec::new(),
             source: None,
         }
     }
@@ -72,6 +75,30 @@ impl ApiError {
     /// 400 with a specific code, e.g. `malformed_json`.
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, detail)
+    }
+
+    /// 401: no usable bearer token (`token_missing`, `token_invalid`, `token_expired`). Carries
+    /// the RFC 6750 challenge, with `error="invalid_token"` when a token was sent.
+    pub fn unauthorized(code: &'static str, detail: impl Into<String>) -> Self {
+        let detail = detail.into();
+        let challenge = if code == "token_missing" {
+            r#"Bearer realm="reserva""#.to_owned()
+        } else {
+            // The detail is ours (no token text in it); quotes would break the header syntax.
+            format!(
+                r#"Bearer realm="reserva", error="invalid_token", error_description="{}""#,
+                detail.replace('"', "'")
+            )
+        };
+        Self {
+            headers: vec![(header::WWW_AUTHENTICATE, challenge)],
+            ..Self::new(StatusCode::UNAUTHORIZED, code, detail)
+        }
+    }
+
+    /// 403 `forbidden`: a valid token whose role or subject does not allow this.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
     }
 
     /// 404.
@@ -210,6 +237,12 @@ impl ResponseError for ApiError {
         response.insert_header((header::CONTENT_TYPE, "application/problem+json"));
         if let Some(seconds) = self.retry_after {
             response.insert_header((header::RETRY_AFTER, seconds));
+        }
+        for (name, value) in &self.headers {
+            // A value that is not a valid header is dropped rather than failing the response.
+            if let Ok(value) = header::HeaderValue::from_str(value) {
+                response.insert_header((name.clone(), value));
+            }
         }
         response.body(serde_json::to_vec(&body).unwrap_or_default())
     }

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing_actix_web::TracingLogger;
 
+use crate::auth::{self, Authenticator};
 use crate::configuration::{GatewaySettings, Settings};
 use crate::rebuilds::Rebuilds;
 use crate::state::{AppState, Background, Ttl};
@@ -76,6 +77,7 @@ impl Application {
         let bus = state.bus.clone();
         let limits = settings.rate_limits;
         let windows = rate_limit::Windows::default();
+        let authenticator = web::Data::new(Authenticator::new(settings.auth.as_ref()));
         let server = HttpServer::new(move || {
             // The last `.wrap` runs first. Idempotency and the limiters read the `Caller`, so
             // the auth middleware must be wrapped after them; a refused request must not
@@ -85,6 +87,8 @@ impl Application {
                 .wrap(from_fn(idempotency::middleware))
                 .wrap(rate_limit::per_route(&windows, limits))
                 .wrap(rate_limit::overall(&windows, limits))
+                .app_data(authenticator.clone())
+                .wrap(from_fn(auth::middleware))
                 .wrap(from_fn(correlation::middleware))
                 .wrap(TracingLogger::default())
                 .app_data(state.clone())

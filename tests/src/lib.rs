@@ -7,7 +7,8 @@
 //!
 //! [`fake_stripe`]: a stateful Stripe stand-in for the real async-stripe client.
 
-use api::configuration::{GatewaySettings, Settings};
+use api::auth::Role;
+use api::configuration::{AuthSettings, GatewaySettings, Settings};
 use api::postgres::{ClusterOptions, PrivateCluster};
 use api::startup::Application;
 use commands::CommandBus;
@@ -148,9 +149,22 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         deadline_interval: std::time::Duration::from_secs(5),
         // Load tests send hundreds of requests from one address; rate-limit tests turn it on.
         rate_limits: None,
+        auth: None,
     };
     configure(&mut settings);
     start(settings, std::sync::Arc::new(database)).await
+}
+
+/// The HS256 secret of servers started by [`spawn_app_with_auth`].
+pub const JWT_SECRET: &str = "reserva-test-jwt-secret-0123456789abcdef";
+
+/// Like [`spawn_app`] with bearer-token auth on (secret [`JWT_SECRET`]); mint tokens with
+/// [`TestApp::token`].
+pub async fn spawn_app_with_auth() -> TestApp {
+    spawn_app_with(|settings| {
+        settings.auth = Some(AuthSettings::new(JWT_SECRET).expect("a long enough secret"));
+    })
+    .await
 }
 
 /// Builds and runs a server on `database` (already migrated).
@@ -254,6 +268,35 @@ impl TestApp {
             .header("content-type", "application/json")
             .header("stripe-signature", signature)
             .body(body.to_owned())
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// A token for `subject` with `role`, valid for an hour, signed with this server's secret
+    /// (by the function `reserva token` uses). Panics when the server runs without auth.
+    #[track_caller]
+    pub fn token(&self, subject: &str, role: Role) -> String {
+        let auth = self.settings.auth.as_ref().expect("a server with auth on");
+        api::auth::mint(auth, subject, role, Duration::from_secs(3600)).expect("mint a token")
+    }
+
+    /// `POST` a JSON body to `path` with `Authorization: Bearer <token>`.
+    pub async fn post_as(&self, token: &str, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.address))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// `GET` `path` with `Authorization: Bearer <token>`.
+    pub async fn get_as(&self, token: &str, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .bearer_auth(token)
             .send()
             .await
             .expect("request")

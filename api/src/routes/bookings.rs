@@ -7,10 +7,13 @@ use domain::stock_item::{StockItem, StockKind};
 use domain::{BookingId, CustomerId};
 use serde::Deserialize;
 
-use projections::queries;
+use commands::CommandError;
+use domain::booking::BookingError;
+use projections::queries::{self, BookingView, Page};
 
 use super::params::{ReadParams, found, settle, wait_for};
 use super::{CancelBody, accepted_command, cancel_input, path_uuid};
+use crate::auth::Access;
 use crate::extract::{OptionalJson, RequestContext, ValidJson};
 use crate::problem::{ApiError, FieldError};
 use crate::state::{AppState, Ttl};
@@ -37,6 +40,8 @@ pub async fn place_booking(
     let guests = v.quantity("guests", body.guests);
     v.finish()?;
     let slot_sku = accepted(slot_sku)?;
+    let customer = accepted(customer)?;
+    ctx.access.require_acting_for(customer)?;
     let slot = state.bus.load::<StockItem>(slot_sku.as_str()).await?;
     let unit_price = match (slot.kind(), slot.unit_price()) {
         (Some(StockKind::TimeSlot { .. }), Some(price)) => price,
@@ -58,7 +63,7 @@ pub async fn place_booking(
     };
     let id = BookingId::new_random();
     let command = BookingCommand::Place {
-        customer_id: CustomerId(accepted(customer)?),
+        customer_id: CustomerId(customer),
         slot_sku,
         guests: accepted(guests)?,
         unit_price,
@@ -87,6 +92,17 @@ pub async fn cancel_booking(
 ) -> Result<HttpResponse, ApiError> {
     let (id, reason) = cancel_input(&path, body)?;
     let id = BookingId(id);
+    if !ctx.access.sees_everything() {
+        let owner = state
+            .bus
+            .load::<Booking>(&id.to_string())
+            .await?
+            .customer_id();
+        if owner.is_some_and(|owner| !ctx.access.may_act_for(owner.0)) {
+            // Someone else's booking answers exactly as an unknown one.
+            return Err(CommandError::Rejected(BookingError::NotFound).into());
+        }
+    }
     let committed = state
         .bus
         .execute::<Booking>(
@@ -114,13 +130,16 @@ pub struct BookingListParams {
 /// Reads one booking from the bookings read model (and its payment from the payments one).
 pub async fn get_booking(
     state: web::Data<AppState>,
+    access: Access,
     path: web::Path<String>,
     params: web::Query<ReadParams>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path_uuid(&path)?;
     settle(&state, &params, &["bookings", "payments"]).await?;
     found(
-        queries::booking(&state.pool, id).await?,
+        queries::booking(&state.pool, id)
+            .await?
+            .filter(|booking| access.may_act_for(booking.customer_id)),
         "booking_not_found",
         || format!("no booking {id}"),
     )
@@ -129,6 +148,7 @@ pub async fn get_booking(
 /// Lists bookings by customer and slot, newest first.
 pub async fn list_bookings(
     state: web::Data<AppState>,
+    access: Access,
     params: web::Query<BookingListParams>,
 ) -> Result<HttpResponse, ApiError> {
     let mut v = Validator::default();
@@ -142,6 +162,15 @@ pub async fn list_bookings(
     v.finish()?;
     wait_for(&state, &["bookings", "payments"], min_position).await?;
     let slot = slot.map(|s| s.to_string());
+    let Some(customer) = access.list_filter(customer) else {
+        let none: Page<BookingView> = Page {
+            items: Vec::new(),
+            page: page.page,
+            per_page: page.per_page,
+            has_more: false,
+        };
+        return Ok(HttpResponse::Ok().json(none));
+    };
     let page = queries::bookings(&state.pool, customer, slot.as_deref(), page).await?;
     Ok(HttpResponse::Ok().json(page))
 }

@@ -7,10 +7,13 @@ use domain::stock_item::StockItem;
 use domain::{CustomerId, OrderId, Quantity, Sku};
 use serde::Deserialize;
 
-use projections::queries;
+use commands::CommandError;
+use domain::order::OrderError;
+use projections::queries::{self, OrderView, Page};
 
 use super::params::{ReadParams, found, settle, wait_for};
 use super::{CancelBody, accepted_command, cancel_input, path_uuid};
+use crate::auth::Access;
 use crate::extract::{OptionalJson, RequestContext, ValidJson};
 use crate::problem::{ApiError, FieldError};
 use crate::state::{AppState, Ttl};
@@ -105,6 +108,7 @@ pub async fn place_order(
     ValidJson(body): ValidJson<PlaceOrder>,
 ) -> Result<HttpResponse, ApiError> {
     let (customer_id, lines) = body.validate()?;
+    ctx.access.require_acting_for(customer_id.0)?;
     let items = price_items(&state, lines).await?;
     let id = OrderId::new_random();
     let command = OrderCommand::Place {
@@ -135,6 +139,17 @@ pub async fn cancel_order(
 ) -> Result<HttpResponse, ApiError> {
     let (id, reason) = cancel_input(&path, body)?;
     let id = OrderId(id);
+    if !ctx.access.sees_everything() {
+        let owner = state
+            .bus
+            .load::<Order>(&id.to_string())
+            .await?
+            .customer_id();
+        if owner.is_some_and(|owner| !ctx.access.may_act_for(owner.0)) {
+            // Someone else's order answers exactly as an unknown one.
+            return Err(CommandError::Rejected(OrderError::NotFound).into());
+        }
+    }
     let committed = state
         .bus
         .execute::<Order>(
@@ -175,13 +190,16 @@ const STATUSES: [&str; 9] = [
 /// Reads one order from the orders read model (and its payment from the payments one).
 pub async fn get_order(
     state: web::Data<AppState>,
+    access: Access,
     path: web::Path<String>,
     params: web::Query<ReadParams>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path_uuid(&path)?;
     settle(&state, &params, &["orders", "payments"]).await?;
     found(
-        queries::order(&state.pool, id).await?,
+        queries::order(&state.pool, id)
+            .await?
+            .filter(|order| access.may_act_for(order.customer_id)),
         "order_not_found",
         || format!("no order {id}"),
     )
@@ -190,6 +208,7 @@ pub async fn get_order(
 /// Lists orders by customer and status, newest first.
 pub async fn list_orders(
     state: web::Data<AppState>,
+    access: Access,
     params: web::Query<OrderListParams>,
 ) -> Result<HttpResponse, ApiError> {
     let mut v = Validator::default();
@@ -207,6 +226,15 @@ pub async fn list_orders(
     let page = params.read.page(&mut v);
     v.finish()?;
     wait_for(&state, &["orders", "payments"], min_position).await?;
+    let Some(customer) = access.list_filter(customer) else {
+        let none: Page<OrderView> = Page {
+            items: Vec::new(),
+            page: page.page,
+            per_page: page.per_page,
+            has_more: false,
+        };
+        return Ok(HttpResponse::Ok().json(none));
+    };
     let page = queries::orders(&state.pool, customer, status.as_deref(), page).await?;
     Ok(HttpResponse::Ok().json(page))
 }

@@ -1,24 +1,49 @@
 //! Payments, read from the payments read model.
 
 use actix_web::{HttpResponse, web};
-use projections::queries;
+use projections::queries::{self, Owned};
 
 use super::params::{ReadParams, found, settle};
 use super::path_uuid;
+use crate::auth::Access;
 use crate::problem::ApiError;
 use crate::state::AppState;
 
-/// Reads one payment.
+/// Reads one payment. A customer reads only the payments of its own orders and bookings;
+/// anyone else's answers 404 like an unknown id.
 pub async fn get_payment(
     state: web::Data<AppState>,
+    access: Access,
     path: web::Path<String>,
     params: web::Query<ReadParams>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path_uuid(&path)?;
     settle(&state, &params, &["payments"]).await?;
-    found(
-        queries::payment_by_id(&state.pool, id).await?,
-        "payment_not_found",
-        || format!("no payment {id}"),
-    )
+    let mut payment = queries::payment_by_id(&state.pool, id).await?;
+    if let Some(p) = &payment
+        && !access.sees_everything()
+        && !owned_by_caller(&state, &access, &p.owner).await?
+    {
+        payment = None;
+    }
+    found(payment, "payment_not_found", || format!("no payment {id}"))
+}
+
+/// Whether the order or booking a payment belongs to is the caller's (from the read models;
+/// one the read model has not seen yet counts as not the caller's).
+async fn owned_by_caller(
+    state: &AppState,
+    access: &Access,
+    owner: &Owned,
+) -> Result<bool, ApiError> {
+    let customer = match owner.kind.as_str() {
+        "order" => queries::order(&state.pool, owner.id)
+            .await?
+            .map(|o| o.customer_id),
+        "booking" => queries::booking(&state.pool, owner.id)
+            .await?
+            .map(|b| b.customer_id),
+        _ => None,
+    };
+    Ok(customer.is_some_and(|c| access.may_act_for(c)))
 }
