@@ -5,6 +5,7 @@
 //! - [`startup`]: builds the HTTP server on a pool it is given (tests pass their own).
 //! - [`routes`]: handlers; [`extract`] and [`validation`]: the edge; [`problem`]: the single
 //!   mapping from failures to `application/problem+json`; [`correlation`]: correlation ids.
+//! - [`openapi`]: the OpenAPI document (`/openapi.json`) and Swagger UI (`/docs`).
 //! - [`postgres`]: the private PostgreSQL cluster used when no `DATABASE_URL` is set.
 //! - [`telemetry`]: structured logs; [`metrics`]: the Prometheus recorder.
 //! - [`operate`]: the operator subcommands (rebuild, projections, dead letters);
@@ -21,6 +22,7 @@ pub mod correlation;
 pub mod database;
 pub mod extract;
 pub mod metrics;
+pub mod openapi;
 pub mod operate;
 pub mod postgres;
 pub mod problem;

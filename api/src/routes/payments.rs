@@ -9,6 +9,16 @@ use crate::problem::ApiError;
 use crate::state::AppState;
 
 /// Reads one payment.
+#[utoipa::path(
+    get,
+    path = "/api/v1/payments/{id}",
+    tag = "payments",
+    params(("id" = uuid::Uuid, Path, description = "The payment's id"), ReadParams),
+    responses(
+        (status = 200, description = "The payment", body = projections::queries::PaymentView),
+        (status = 404, description = "No such payment", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn get_payment(
     state: web::Data<AppState>,
     path: web::Path<String>,

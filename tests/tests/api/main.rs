@@ -11,6 +11,7 @@ mod failover;
 mod feed;
 mod gateway;
 mod migrations;
+mod openapi;
 mod orders_and_bookings;
 mod projections;
 mod read_models;
