@@ -66,6 +66,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(web::resource("/health/live").get(health::live))
     .service(web::resource("/health/ready").get(health::ready))
     // GET /openapi.json and the Swagger UI at /docs/ (/docs redirects there).
+    .service(web::redirect("/docs", "/docs/"))
     .service(crate::openapi::service());
 }
 
