@@ -17,19 +17,18 @@ use projections::queries::{
 use projections::rebuild::Phase;
 use projections::schema::{MoneySchema, OrderItemSchema};
 use projections::status::ProjectionStatus;
+use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{
     ContentBuilder, HttpMethod, OpenApi as Document, Ref, RefOr, ResponseBuilder,
     SecurityRequirement,
 };
-use serde::Serialize;
 use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_swagger_ui::SwaggerUi;
 use uuid::Uuid;
 
 use crate::routes::{
-    CancelBody, CommandAccepted, admin, bookings, health, orders, payments, stock_items,
-    webhooks,
+    CancelBody, CommandAccepted, admin, bookings, health, orders, payments, stock_items, webhooks,
 };
 
 /// The document, generated once.

@@ -75,17 +75,15 @@ fn conforms(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), 
         for part in all {
             let part = resolve(doc, part);
             let mut part = part.clone();
-            part.as_object_mut().map(|o| o.remove("additionalProperties"));
+            part.as_object_mut()
+                .map(|o| o.remove("additionalProperties"));
             conforms_loose(doc, &part, value, at)?;
         }
         return Ok(());
     }
     for key in ["oneOf", "anyOf"] {
         if let Some(branches) = schema[key].as_array() {
-            return if branches
-                .iter()
-                .any(|b| conforms(doc, b, value, at).is_ok())
-            {
+            return if branches.iter().any(|b| conforms(doc, b, value, at).is_ok()) {
                 Ok(())
             } else {
                 Err(format!("{at}: {value} matches no branch of {key}"))
@@ -100,8 +98,7 @@ fn conforms(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), 
     if !types.is_empty() && !types.iter().any(|t| type_matches(t, value)) {
         return Err(format!("{at}: {value} is not of type {types:?}"));
     }
-    if let (Some(object), Some(properties)) =
-        (value.as_object(), schema["properties"].as_object())
+    if let (Some(object), Some(properties)) = (value.as_object(), schema["properties"].as_object())
     {
         for name in schema["required"].as_array().into_iter().flatten() {
             let name = name.as_str().unwrap_or_default();
@@ -153,7 +150,8 @@ fn response_schema<'a>(
     status: &str,
     content_type: &str,
 ) -> &'a Value {
-    let schema = &doc["paths"][path][method]["responses"][status]["content"][content_type]["schema"];
+    let schema =
+        &doc["paths"][path][method]["responses"][status]["content"][content_type]["schema"];
     assert!(
         !schema.is_null(),
         "{method} {path} documents no {status} {content_type} answer"
@@ -197,7 +195,11 @@ async fn the_document_is_openapi_3_and_describes_every_route() {
         .values()
         .map(|item| item.as_object().unwrap().len())
         .sum();
-    assert_eq!(documented, ROUTES.len(), "no operation the API does not have");
+    assert_eq!(
+        documented,
+        ROUTES.len(),
+        "no operation the API does not have"
+    );
     let bearer = &doc["components"]["securitySchemes"]["bearer"];
     assert_eq!(bearer["type"], "http");
     assert_eq!(bearer["scheme"], "bearer");
@@ -213,13 +215,7 @@ async fn the_document_is_openapi_3_and_describes_every_route() {
         "the webhook documents Stripe-Signature"
     );
     response_schema(&doc, "get", "/metrics", "200", "text/plain");
-    response_schema(
-        &doc,
-        "post",
-        "/api/v1/orders",
-        "202",
-        "application/json",
-    );
+    response_schema(&doc, "post", "/api/v1/orders", "202", "application/json");
 }
 
 #[tokio::test]
@@ -250,7 +246,13 @@ async fn real_answers_match_their_documented_schemas() {
     .await;
 
     // Assert: each required property of OrderView (and of its payment and lines) is there.
-    let schema = response_schema(&doc, "get", "/api/v1/orders/{id}", "200", "application/json");
+    let schema = response_schema(
+        &doc,
+        "get",
+        "/api/v1/orders/{id}",
+        "200",
+        "application/json",
+    );
     let view = resolve(&doc, schema);
     let required: Vec<&str> = view["required"]
         .as_array()
@@ -258,25 +260,54 @@ async fn real_answers_match_their_documented_schemas() {
         .iter()
         .filter_map(Value::as_str)
         .collect();
-    for field in ["id", "customer_id", "status", "items", "total", "updated_at"] {
+    for field in [
+        "id",
+        "customer_id",
+        "status",
+        "items",
+        "total",
+        "updated_at",
+    ] {
         assert!(required.contains(&field), "OrderView requires {field}");
     }
     for field in &required {
-        assert!(order.get(*field).is_some(), "the order answer lacks {field}");
+        assert!(
+            order.get(*field).is_some(),
+            "the order answer lacks {field}"
+        );
     }
-    assert!(order["payment"].is_object(), "a paid order shows its payment");
+    assert!(
+        order["payment"].is_object(),
+        "a paid order shows its payment"
+    );
     conforms(&doc, schema, &order, "$").unwrap();
 
     // The other views and lists, and a problem.
     let payment_id = order["payment"]["id"].as_str().unwrap();
     let answers = [
-        ("get", "/api/v1/stock-items/{sku}", "/api/v1/stock-items/DOC-MUG".to_owned()),
-        ("get", "/api/v1/stock-items", "/api/v1/stock-items".to_owned()),
+        (
+            "get",
+            "/api/v1/stock-items/{sku}",
+            "/api/v1/stock-items/DOC-MUG".to_owned(),
+        ),
+        (
+            "get",
+            "/api/v1/stock-items",
+            "/api/v1/stock-items".to_owned(),
+        ),
         ("get", "/api/v1/orders", "/api/v1/orders".to_owned()),
-        ("get", "/api/v1/payments/{id}", format!("/api/v1/payments/{payment_id}")),
+        (
+            "get",
+            "/api/v1/payments/{id}",
+            format!("/api/v1/payments/{payment_id}"),
+        ),
         ("get", "/admin/sagas/{id}", format!("/admin/sagas/{id}")),
         ("get", "/admin/projections", "/admin/projections".to_owned()),
-        ("get", "/admin/dead-letters", "/admin/dead-letters?all=true".to_owned()),
+        (
+            "get",
+            "/admin/dead-letters",
+            "/admin/dead-letters?all=true".to_owned(),
+        ),
         ("get", "/health/ready", "/health/ready".to_owned()),
     ];
     for (method, template, url) in answers {
@@ -332,10 +363,21 @@ async fn docs_serves_the_swagger_ui() {
         "redirected to {}",
         response.url()
     );
-    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(content_type.starts_with("text/html"), "{content_type}");
     let html = response.text().await.unwrap();
     assert!(html.contains("swagger-ui"), "the Swagger UI page");
-    let config = app.get("/docs/swagger-initializer.js").await.text().await.unwrap();
-    assert!(config.contains("/openapi.json"), "the UI reads /openapi.json");
+    let config = app
+        .get("/docs/swagger-initializer.js")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        config.contains("/openapi.json"),
+        "the UI reads /openapi.json"
+    );
 }
