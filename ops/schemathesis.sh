@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 
 SCHEMATHESIS_VERSION=4.32.5
 VENV=${RESERVA_VENV:-/tmp/reserva-venv}
-MAX_EXAMPLES=${MAX_EXAMPLES:-40}
+MAX_EXAMPLES=${MAX_EXAMPLES:-100}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/tmp/reserva-target}
 
 # Schemathesis in a venv outside the clone, reused across runs.

@@ -24,7 +24,7 @@ pub struct PlaceBooking {
     #[schema(format = Uuid)]
     customer_id: String,
     /// A stock item of kind `time_slot`.
-    #[schema(example = "TOUR-0900")]
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", example = "TOUR-0900")]
     slot_sku: String,
     /// Seats: 1–1000.
     #[schema(minimum = 1, maximum = 1000)]

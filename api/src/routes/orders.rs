@@ -36,7 +36,7 @@ pub struct PlaceOrder {
 #[serde(deny_unknown_fields)]
 pub struct ItemInput {
     /// A registered stock item.
-    #[schema(example = "MUG-001")]
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", example = "MUG-001")]
     sku: String,
     /// 1–1000.
     #[schema(minimum = 1, maximum = 1000)]

@@ -23,13 +23,13 @@ const MAX_INITIAL_QUANTITY: u32 = 1_000_000;
 #[serde(deny_unknown_fields)]
 pub struct RegisterStockItem {
     /// 1–64 characters `A–Z 0–9 - _ .`, starting with a letter or digit (stored upper-case).
-    #[schema(example = "MUG-001")]
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", example = "MUG-001")]
     sku: String,
     /// Display name (at most 200 characters).
     #[schema(example = "Clay mug")]
     name: String,
     /// `product`, or `time_slot` (which needs `starts_at`; `quantity` is then seats).
-    #[schema(example = "product")]
+    #[schema(pattern = "^(product|time_slot)$", example = "product")]
     kind: String,
     /// Initial units or seats (0–1000000).
     #[schema(minimum = 0, maximum = 1_000_000)]
