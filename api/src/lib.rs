@@ -6,6 +6,7 @@
 //! - [`routes`]: handlers; [`extract`] and [`validation`]: the edge; [`problem`]: the single
 //!   mapping from failures to `application/problem+json`; [`correlation`]: correlation ids.
 //! - [`rate_limit`]: per-client request budgets; [`idempotency`]: `Idempotency-Key` replays.
+//! - [`openapi`]: the OpenAPI document (`/openapi.json`) and Swagger UI (`/docs`).
 //! - [`postgres`]: the private PostgreSQL cluster used when no `DATABASE_URL` is set.
 //! - [`telemetry`]: structured logs; [`metrics`]: the Prometheus recorder.
 //! - [`operate`]: the operator subcommands (rebuild, projections, dead letters);
@@ -23,6 +24,7 @@ pub mod database;
 pub mod extract;
 pub mod idempotency;
 pub mod metrics;
+pub mod openapi;
 pub mod operate;
 pub mod postgres;
 pub mod problem;

@@ -15,6 +15,7 @@
 //! - [`status`]: each projection's position and lag, and the feed's stall.
 //! - [`wait`]: read-your-writes (`min_position`).
 //! - [`queries`]: what the API reads.
+//! - [`schema`]: OpenAPI stand-ins for the domain values the views embed.
 //!
 //! # Rules this crate keeps
 //! Queries read only read models. Depends on `domain` and `commands`, never on HTTP.
@@ -25,5 +26,6 @@ pub mod models;
 pub mod queries;
 pub mod read_model;
 pub mod rebuild;
+pub mod schema;
 pub mod status;
 pub mod wait;

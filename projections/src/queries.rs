@@ -6,12 +6,14 @@ use domain::order::OrderItem;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::PgPool;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::models::bookings::BookingRow;
 use crate::models::orders::OrderRow;
 use crate::models::payments::PaymentRow;
 use crate::models::stock_items::StockLevel;
+use crate::schema::{MoneySchema, OrderItemSchema};
 
 /// Why a query failed.
 #[derive(Debug, thiserror::Error)]
@@ -29,7 +31,7 @@ fn decode<T: DeserializeOwned>(what: &'static str, json: &str) -> Result<T, Quer
 }
 
 /// One page of a list.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Page<T> {
     /// The rows of this page.
     pub items: Vec<T>,
@@ -72,7 +74,7 @@ impl PageRequest {
 }
 
 /// What an order or booking shows of its payment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct PaymentSummary {
     /// The payment id.
     pub id: Uuid,
@@ -93,7 +95,7 @@ impl From<PaymentRow> for PaymentSummary {
 }
 
 /// `GET /api/v1/orders/{id}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct OrderView {
     /// Order id.
     pub id: Uuid,
@@ -102,8 +104,10 @@ pub struct OrderView {
     /// Upper-case status.
     pub status: String,
     /// Lines with frozen prices.
+    #[schema(value_type = Vec<OrderItemSchema>)]
     pub items: Vec<OrderItem>,
     /// Sum of the lines.
+    #[schema(value_type = MoneySchema)]
     pub total: Money,
     /// Its payment, once one exists.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -141,7 +145,7 @@ impl OrderView {
 }
 
 /// `GET /api/v1/bookings/{id}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct BookingView {
     /// Booking id.
     pub id: Uuid,
@@ -154,8 +158,10 @@ pub struct BookingView {
     /// Upper-case status.
     pub status: String,
     /// Price of one seat.
+    #[schema(value_type = MoneySchema)]
     pub unit_price: Money,
     /// Guests × seat price.
+    #[schema(value_type = MoneySchema)]
     pub total: Money,
     /// Its payment, once one exists.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -195,7 +201,7 @@ impl BookingView {
 }
 
 /// `GET /api/v1/stock-items/{sku}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct StockItemView {
     /// The SKU.
     pub sku: String,
@@ -216,6 +222,7 @@ pub struct StockItemView {
     /// `available == 0`.
     pub depleted: bool,
     /// Price of one unit.
+    #[schema(value_type = MoneySchema)]
     pub unit_price: Money,
     /// A time slot's start.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -247,7 +254,7 @@ impl From<StockLevel> for StockItemView {
 }
 
 /// `GET /api/v1/payments/{id}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct PaymentView {
     /// Payment id.
     pub id: Uuid,
@@ -256,9 +263,11 @@ pub struct PaymentView {
     /// Lower-case status.
     pub status: String,
     /// Amount charged.
+    #[schema(value_type = MoneySchema)]
     pub amount: Money,
     /// Refunded so far.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<MoneySchema>)]
     pub refunded: Option<Money>,
     /// `stripe` or `simulated`.
     pub provider: String,
@@ -276,7 +285,7 @@ pub struct PaymentView {
 }
 
 /// The order or booking a payment belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Owned {
     /// `order` or `booking`.
     pub kind: String,

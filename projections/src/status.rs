@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use crate::catalog;
 
 /// One projection's state as stored.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ProjectionStatus {
     /// Its name.
     pub name: &'static str,

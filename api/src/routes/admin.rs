@@ -24,6 +24,14 @@ struct ProjectionEntry {
 }
 
 /// Every projection with its position, lag, open dead letters and latest rebuild.
+#[utoipa::path(
+    get,
+    path = "/admin/projections",
+    tag = "admin",
+    responses(
+        (status = 200, description = "Every projection", body = Vec<crate::openapi::ProjectionEntry>),
+    )
+)]
 pub async fn list_projections(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let entries: Vec<ProjectionEntry> = status::all(&state.pool)
         .await?
@@ -41,6 +49,17 @@ pub async fn list_projections(state: web::Data<AppState>) -> Result<HttpResponse
 }
 
 /// Starts a rebuild in the background; `GET /admin/projections` shows its progress.
+#[utoipa::path(
+    post,
+    path = "/admin/projections/{name}/rebuild",
+    tag = "admin",
+    params(("name" = String, Path, description = "The projection (`orders`, `bookings`, `stock_items`, `payments`, …)")),
+    responses(
+        (status = 202, description = "Started", body = crate::openapi::RebuildStarted),
+        (status = 404, description = "No such projection", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A rebuild of it is already running (`rebuild_running`)", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn rebuild_projection(
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -68,14 +87,26 @@ pub async fn rebuild_projection(
 }
 
 /// Filters of `GET /admin/dead-letters`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeadLetterParams {
+    /// Only this subscription's letters.
     subscription: Option<String>,
     /// `true` includes resolved, skipped and superseded letters.
+    #[param(value_type = Option<bool>)]
     all: Option<String>,
 }
 
 /// Dead letters, newest first (open ones only unless `all=true`).
+#[utoipa::path(
+    get,
+    path = "/admin/dead-letters",
+    tag = "admin",
+    params(DeadLetterParams),
+    responses(
+        (status = 200, description = "At most 500 letters", body = Vec<crate::openapi::DeadLetter>),
+    )
+)]
 pub async fn list_dead_letters(
     state: web::Data<AppState>,
     params: web::Query<DeadLetterParams>,
@@ -89,6 +120,17 @@ pub async fn list_dead_letters(
 }
 
 /// Asks the runner to handle a parked event again, then the ones queued behind it.
+#[utoipa::path(
+    post,
+    path = "/admin/dead-letters/{id}/retry",
+    tag = "admin",
+    params(("id" = i64, Path, description = "The dead letter's id")),
+    responses(
+        (status = 202, description = "Requested; the runner carries it out", body = crate::openapi::DeadLetter),
+        (status = 404, description = "No such dead letter", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The letter is already closed (`dead_letter_closed`)", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn retry_dead_letter(
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -97,6 +139,17 @@ pub async fn retry_dead_letter(
 }
 
 /// Asks the runner to drop a parked event and handle the ones queued behind it.
+#[utoipa::path(
+    post,
+    path = "/admin/dead-letters/{id}/skip",
+    tag = "admin",
+    params(("id" = i64, Path, description = "The dead letter's id")),
+    responses(
+        (status = 202, description = "Requested; the runner carries it out", body = crate::openapi::DeadLetter),
+        (status = 404, description = "No such dead letter", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The letter is already closed (`dead_letter_closed`)", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn skip_dead_letter(
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -125,6 +178,14 @@ async fn request(state: &AppState, raw: &str, action: Action) -> Result<HttpResp
 }
 
 /// Prometheus exposition.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "platform",
+    responses(
+        (status = 200, description = "Prometheus text exposition format 0.0.4", body = String, content_type = "text/plain"),
+    )
+)]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
@@ -132,6 +193,16 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// `GET /admin/sagas/{id}`: the order's or booking's saga, its state and every step it took.
+#[utoipa::path(
+    get,
+    path = "/admin/sagas/{id}",
+    tag = "admin",
+    params(("id" = uuid::Uuid, Path, description = "The order's or booking's id")),
+    responses(
+        (status = 200, description = "The saga and its history", body = crate::openapi::SagaView),
+        (status = 404, description = "No saga for this id (nothing has happened to it yet)", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn get_saga(
     state: web::Data<AppState>,
     path: web::Path<String>,

@@ -20,15 +20,30 @@ use crate::state::{AppState, Ttl};
 use crate::validation::{Validator, accepted};
 
 /// `POST /api/v1/bookings`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlaceBooking {
+    /// The customer (with auth on, the token's subject).
+    #[schema(format = Uuid)]
     customer_id: String,
+    /// A stock item of kind `time_slot`.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", example = "TOUR-0900")]
     slot_sku: String,
+    /// Seats: 1–1000.
+    #[schema(minimum = 1, maximum = 1000)]
     guests: i64,
 }
 
 /// Records a booking in `PENDING_PAYMENT`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/bookings",
+    tag = "bookings",
+    request_body = PlaceBooking,
+    responses(
+        (status = 202, description = "Placed; the saga holds the seats and creates the payment", body = super::CommandAccepted<'static>),
+    )
+)]
 pub async fn place_booking(
     state: web::Data<AppState>,
     ctx: RequestContext,
@@ -84,6 +99,18 @@ pub async fn place_booking(
 /// the saga). Idempotent: cancelling a cancelled booking records nothing and answers 202 with
 /// the same position. An unknown booking is 404, one that already ended otherwise 409
 /// `illegal_transition`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/bookings/{id}/cancel",
+    tag = "bookings",
+    params(("id" = uuid::Uuid, Path, description = "The booking's id")),
+    request_body(content = Option<super::CancelBody>, description = "Optional: the reason"),
+    responses(
+        (status = 202, description = "Cancelled (or already cancelled)", body = super::CommandAccepted<'static>),
+        (status = 404, description = "No such booking", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The booking already ended (`illegal_transition`)", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn cancel_booking(
     state: web::Data<AppState>,
     ctx: RequestContext,
@@ -119,15 +146,30 @@ pub async fn cancel_booking(
 }
 
 /// Filters of `GET /api/v1/bookings`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct BookingListParams {
+    /// Only this customer's bookings.
+    #[param(value_type = Option<uuid::Uuid>)]
     customer: Option<String>,
+    /// Only bookings of this time slot (its SKU).
     slot: Option<String>,
     #[serde(flatten)]
+    #[param(ignore)]
     read: ReadParams,
 }
 
 /// Reads one booking from the bookings read model (and its payment from the payments one).
+#[utoipa::path(
+    get,
+    path = "/api/v1/bookings/{id}",
+    tag = "bookings",
+    params(("id" = uuid::Uuid, Path, description = "The booking's id"), ReadParams),
+    responses(
+        (status = 200, description = "The booking", body = projections::queries::BookingView),
+        (status = 404, description = "No such booking", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn get_booking(
     state: web::Data<AppState>,
     access: Access,
@@ -146,6 +188,15 @@ pub async fn get_booking(
 }
 
 /// Lists bookings by customer and slot, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/bookings",
+    tag = "bookings",
+    params(BookingListParams, ReadParams),
+    responses(
+        (status = 200, description = "One page of bookings", body = projections::queries::Page<projections::queries::BookingView>),
+    )
+)]
 pub async fn list_bookings(
     state: web::Data<AppState>,
     access: Access,

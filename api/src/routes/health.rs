@@ -7,11 +7,23 @@ use crate::problem::ApiError;
 use crate::state::AppState;
 
 /// The process is up.
+#[utoipa::path(
+    get,
+    path = "/health/live",
+    tag = "platform",
+    responses((status = 200, description = "Up", body = crate::openapi::HealthStatus))
+)]
 pub async fn live() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
 /// The database answers; otherwise 503 so a load balancer stops sending traffic.
+#[utoipa::path(
+    get,
+    path = "/health/ready",
+    tag = "platform",
+    responses((status = 200, description = "Ready for traffic", body = crate::openapi::HealthStatus))
+)]
 pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     sqlx::query("SELECT 1")
         .execute(state.bus.pool())

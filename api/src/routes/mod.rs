@@ -1,4 +1,4 @@
-//! The HTTP surface: `/api/v1` commands and queries, health probes.
+//! The HTTP surface: `/api/v1` commands and queries, health probes, the OpenAPI document.
 
 pub mod admin;
 pub mod bookings;
@@ -64,7 +64,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .post(webhooks::stripe),
     )
     .service(web::resource("/health/live").get(health::live))
-    .service(web::resource("/health/ready").get(health::ready));
+    .service(web::resource("/health/ready").get(health::ready))
+    // GET /openapi.json and the Swagger UI at /docs/ (/docs redirects there).
+    .service(web::redirect("/docs", "/docs/"))
+    .service(crate::openapi::service());
 }
 
 /// A resource whose other methods answer 405 problem+json.
@@ -82,9 +85,12 @@ async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
 }
 
 /// The `202 Accepted` answer of every command.
-#[derive(Serialize)]
-struct CommandAccepted<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CommandAccepted<'a> {
+    /// The affected aggregate's id (a UUID, or the SKU of a stock item).
     id: &'a str,
+    /// Global position of the command's last event: pass it as `min_position` to read your
+    /// write. `null` when the command recorded nothing new (an idempotent repeat).
     position: Option<i64>,
 }
 
@@ -113,9 +119,11 @@ const MAX_REASON_CHARS: usize = 500;
 const DEFAULT_CANCEL_REASON: &str = "cancelled by customer";
 
 /// The optional body of `POST /api/v1/orders/{id}/cancel` and `/bookings/{id}/cancel`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelBody {
+    /// Why (at most 500 characters); `cancelled by customer` when absent.
+    #[schema(max_length = 500)]
     reason: Option<String>,
 }
 

@@ -23,18 +23,26 @@ use crate::validation::{Validator, accepted};
 const MAX_ITEMS: usize = 100;
 
 /// `POST /api/v1/orders`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlaceOrder {
+    /// The customer (with auth on, the token's subject).
+    #[schema(format = Uuid)]
     customer_id: String,
+    /// 1–100 lines, each SKU once.
+    #[schema(min_items = 1, max_items = 100)]
     items: Vec<ItemInput>,
 }
 
 /// One requested line.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ItemInput {
+    /// A registered stock item.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", example = "MUG-001")]
     sku: String,
+    /// 1–1000.
+    #[schema(minimum = 1, maximum = 1000)]
     quantity: i64,
 }
 
@@ -102,6 +110,15 @@ async fn price_items(
 }
 
 /// Records an order in `STARTED`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/orders",
+    tag = "orders",
+    request_body = PlaceOrder,
+    responses(
+        (status = 202, description = "Placed; the saga reserves stock and creates the payment", body = super::CommandAccepted<'static>),
+    )
+)]
 pub async fn place_order(
     state: web::Data<AppState>,
     ctx: RequestContext,
@@ -131,6 +148,18 @@ pub async fn place_order(
 /// cancels the intent; after (a `COMPLETED` order) it refunds. Idempotent: cancelling a
 /// cancelled order records nothing and answers 202 with the same position. An unknown order is
 /// 404, one that already ended otherwise (failed, expired, refunded) 409 `illegal_transition`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/orders/{id}/cancel",
+    tag = "orders",
+    params(("id" = uuid::Uuid, Path, description = "The order's id")),
+    request_body(content = Option<super::CancelBody>, description = "Optional: the reason"),
+    responses(
+        (status = 202, description = "Cancelled (or already cancelled)", body = super::CommandAccepted<'static>),
+        (status = 404, description = "No such order", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The order already ended (`illegal_transition`)", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn cancel_order(
     state: web::Data<AppState>,
     ctx: RequestContext,
@@ -166,11 +195,16 @@ pub async fn cancel_order(
 }
 
 /// Filters of `GET /api/v1/orders`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct OrderListParams {
+    /// Only this customer's orders.
+    #[param(value_type = Option<uuid::Uuid>)]
     customer: Option<String>,
+    /// Only orders in this status (`STARTED`, `PAYMENT_PENDING`, `COMPLETED`, …).
     status: Option<String>,
     #[serde(flatten)]
+    #[param(ignore)]
     read: ReadParams,
 }
 
@@ -188,6 +222,16 @@ const STATUSES: [&str; 9] = [
 ];
 
 /// Reads one order from the orders read model (and its payment from the payments one).
+#[utoipa::path(
+    get,
+    path = "/api/v1/orders/{id}",
+    tag = "orders",
+    params(("id" = uuid::Uuid, Path, description = "The order's id"), ReadParams),
+    responses(
+        (status = 200, description = "The order", body = projections::queries::OrderView),
+        (status = 404, description = "No such order", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn get_order(
     state: web::Data<AppState>,
     access: Access,
@@ -206,6 +250,15 @@ pub async fn get_order(
 }
 
 /// Lists orders by customer and status, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/orders",
+    tag = "orders",
+    params(OrderListParams, ReadParams),
+    responses(
+        (status = 200, description = "One page of orders", body = projections::queries::Page<projections::queries::OrderView>),
+    )
+)]
 pub async fn list_orders(
     state: web::Data<AppState>,
     access: Access,

@@ -15,13 +15,17 @@ const MAX_PER_PAGE: u32 = 100;
 
 /// Parameters every read accepts. Kept as text so that bad values become field errors
 /// with the parameter's name rather than a generic parse failure.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ReadParams {
     /// Wait until the read model has handled this global position.
+    #[param(value_type = Option<i64>, minimum = 0)]
     pub min_position: Option<String>,
     /// 1-based page.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100_000)]
     pub page: Option<String>,
     /// Rows per page (1–100, default 20).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub per_page: Option<String>,
 }
 

@@ -11,6 +11,16 @@ use crate::state::AppState;
 
 /// Reads one payment. A customer reads only the payments of its own orders and bookings;
 /// anyone else's answers 404 like an unknown id.
+#[utoipa::path(
+    get,
+    path = "/api/v1/payments/{id}",
+    tag = "payments",
+    params(("id" = uuid::Uuid, Path, description = "The payment's id"), ReadParams),
+    responses(
+        (status = 200, description = "The payment", body = projections::queries::PaymentView),
+        (status = 404, description = "No such payment", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn get_payment(
     state: web::Data<AppState>,
     access: Access,

@@ -19,16 +19,29 @@ use crate::validation::{MoneyInput, Validator, accepted};
 const MAX_INITIAL_QUANTITY: u32 = 1_000_000;
 
 /// `POST /api/v1/stock-items`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterStockItem {
+    /// 1–64 characters `A–Z 0–9 - _ .`, starting with a letter or digit (stored upper-case).
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", example = "MUG-001")]
     sku: String,
+    /// Display name (at most 200 characters).
+    #[schema(example = "Clay mug")]
     name: String,
+    /// `product`, or `time_slot` (which needs `starts_at`; `quantity` is then seats).
+    #[schema(pattern = "^(product|time_slot)$", example = "product")]
     kind: String,
+    /// Initial units or seats (0–1000000).
+    #[schema(minimum = 0, maximum = 1_000_000)]
     quantity: i64,
+    /// Availability at or below which the item is low on stock (0: never).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1_000_000)]
     low_stock_threshold: i64,
+    /// Price of one unit (or seat).
+    #[schema(value_type = projections::schema::MoneySchema)]
     unit_price: MoneyInput,
+    /// A time slot's start (RFC 3339).
     starts_at: Option<DateTime<Utc>>,
 }
 
@@ -78,9 +91,11 @@ impl RegisterStockItem {
 }
 
 /// `POST /api/v1/stock-items/{sku}/restock`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Restock {
+    /// Units (or seats) to add: 1–1000.
+    #[schema(minimum = 1, maximum = 1000)]
     quantity: i64,
 }
 
@@ -103,6 +118,16 @@ async fn execute(
 }
 
 /// Registers a product or a time slot.
+#[utoipa::path(
+    post,
+    path = "/api/v1/stock-items",
+    tag = "stock",
+    request_body = RegisterStockItem,
+    responses(
+        (status = 202, description = "Registered; `Location` names the item", body = super::CommandAccepted<'static>),
+        (status = 409, description = "The SKU is already registered", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn register_stock_item(
     state: web::Data<AppState>,
     ctx: RequestContext,
@@ -113,6 +138,18 @@ pub async fn register_stock_item(
 }
 
 /// Adds units (or seats).
+#[utoipa::path(
+    post,
+    path = "/api/v1/stock-items/{sku}/restock",
+    tag = "stock",
+    params(("sku" = String, Path, description = "The stock item's SKU")),
+    request_body = Restock,
+    responses(
+        (status = 202, description = "Restocked", body = super::CommandAccepted<'static>),
+        (status = 404, description = "No such stock item", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The restock would overflow the item's count", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn restock(
     state: web::Data<AppState>,
     ctx: RequestContext,
@@ -130,18 +167,39 @@ pub async fn restock(
 }
 
 /// Filters of `GET /api/v1/stock-items`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StockListParams {
+    /// `product` or `time_slot` (slots are then ordered by start time).
     kind: Option<String>,
+    /// `true`: only items at or below their threshold; `false`: only those above.
+    #[param(value_type = Option<bool>)]
     low_stock: Option<String>,
+    /// `true`: only items with nothing available; `false`: only those with some.
+    #[param(value_type = Option<bool>)]
     depleted: Option<String>,
+    /// Time slots starting at or after (RFC 3339).
+    #[param(value_type = Option<DateTime<Utc>>)]
     starts_from: Option<String>,
+    /// Time slots starting before (RFC 3339).
+    #[param(value_type = Option<DateTime<Utc>>)]
     starts_before: Option<String>,
     #[serde(flatten)]
+    #[param(ignore)]
     read: ReadParams,
 }
 
 /// Reads one item's stock level from the stock read model.
+#[utoipa::path(
+    get,
+    path = "/api/v1/stock-items/{sku}",
+    tag = "stock",
+    params(("sku" = String, Path, description = "The stock item's SKU"), ReadParams),
+    responses(
+        (status = 200, description = "The stock level", body = projections::queries::StockItemView),
+        (status = 404, description = "No such stock item", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn get_stock_item(
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -158,6 +216,15 @@ pub async fn get_stock_item(
 
 /// Lists stock levels: `kind=time_slot` orders slots by start time, `low_stock=true` gives the
 /// low-stock list, `depleted=true` the items with nothing left.
+#[utoipa::path(
+    get,
+    path = "/api/v1/stock-items",
+    tag = "stock",
+    params(StockListParams, ReadParams),
+    responses(
+        (status = 200, description = "One page of stock levels", body = projections::queries::Page<projections::queries::StockItemView>),
+    )
+)]
 pub async fn list_stock_items(
     state: web::Data<AppState>,
     params: web::Query<StockListParams>,

@@ -11,6 +11,18 @@ pub const MAX_BODY: usize = 256 * 1024;
 
 /// Applies a Stripe event. Duplicates and events Reserva does not act on answer 200 too, so
 /// Stripe stops delivering them; a bad signature answers 400 and records nothing.
+#[utoipa::path(
+    post,
+    path = "/webhooks/stripe",
+    tag = "payments",
+    params(("Stripe-Signature" = String, Header, description = "`t=<unix time>,v1=<hex HMAC-SHA256 of \"{t}.{raw body}\">`; 5-minute tolerance")),
+    request_body(content = Object, description = "A Stripe event, verified on the raw bytes before it is parsed", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Applied, or a duplicate / an event Reserva does not act on", body = crate::openapi::WebhookReceipt),
+        (status = 400, description = "Missing, malformed, stale or wrong signature, or a malformed event; nothing recorded", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than 256 KiB", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn stripe(
     state: web::Data<AppState>,
     request: HttpRequest,

@@ -13,6 +13,7 @@ mod feed;
 mod gateway;
 mod idempotency;
 mod migrations;
+mod openapi;
 mod orders_and_bookings;
 mod projections;
 mod rate_limits;
