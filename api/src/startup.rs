@@ -21,7 +21,7 @@ use tracing_actix_web::TracingLogger;
 use crate::configuration::{GatewaySettings, Settings};
 use crate::rebuilds::Rebuilds;
 use crate::state::{AppState, Background, Ttl};
-use crate::{correlation, metrics, routes};
+use crate::{correlation, metrics, routes, telemetry};
 
 /// A bound, not yet running, HTTP server.
 pub struct Application {
@@ -77,6 +77,7 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(correlation::middleware))
+                .wrap(from_fn(telemetry::traceparent_header))
                 .wrap(TracingLogger::default())
                 .app_data(state.clone())
                 .configure(routes::configure)

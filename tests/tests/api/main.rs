@@ -18,4 +18,5 @@ mod reconcile;
 mod saga_concurrency;
 mod sagas;
 mod stock_items;
+mod tracing;
 mod webhooks;
