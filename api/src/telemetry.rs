@@ -179,3 +179,68 @@ pub async fn traceparent_header(
     }
     Ok(response)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+
+    /// A one-request OTLP/HTTP collector: answers 200 and hands back the request line and body.
+    fn fake_collector() -> (String, std::thread::JoinHandle<(String, Vec<u8>)>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let received = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream);
+            let mut request_line = String::new();
+            reader.read_line(&mut request_line).unwrap();
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line.trim().is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    length = value.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            reader
+                .get_mut()
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                .unwrap();
+            (request_line, body)
+        });
+        (url, received)
+    }
+
+    #[test]
+    fn spans_are_exported_over_otlp_http_and_flushed_on_shutdown() {
+        // Arrange
+        let (url, received) = fake_collector();
+        let guard = TelemetryGuard {
+            provider: provider(Export::Endpoint(url)),
+        };
+        let layer = tracing_opentelemetry::layer().with_tracer(guard.provider.tracer("test"));
+        let subscriber = tracing_subscriber::registry().with(layer);
+
+        // Act
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("collector probe");
+            assert!(commands::trace_context::traceparent_of(&span).is_some());
+        });
+        drop(guard);
+
+        // Assert
+        let (request_line, body) = received.join().unwrap();
+        assert!(request_line.starts_with("POST /v1/traces "), "{request_line}");
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains("collector probe"), "{body}");
+        assert!(body.contains(SERVICE_NAME), "{body}");
+    }
+}
