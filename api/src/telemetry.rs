@@ -238,7 +238,10 @@ mod tests {
 
         // Assert
         let (request_line, body) = received.join().unwrap();
-        assert!(request_line.starts_with("POST /v1/traces "), "{request_line}");
+        assert!(
+            request_line.starts_with("POST /v1/traces "),
+            "{request_line}"
+        );
         let body = String::from_utf8_lossy(&body);
         assert!(body.contains("collector probe"), "{body}");
         assert!(body.contains(SERVICE_NAME), "{body}");
