@@ -6,7 +6,7 @@
 //! - [`routes`]: handlers; [`extract`] and [`validation`]: the edge; [`problem`]: the single
 //!   mapping from failures to `application/problem+json`; [`correlation`]: correlation ids.
 //! - [`postgres`]: the private PostgreSQL cluster used when no `DATABASE_URL` is set.
-//! - [`telemetry`]: structured logs; [`metrics`]: the Prometheus recorder.
+//! - [`telemetry`]: structured logs and W3C traces (OTLP export when configured); [`metrics`]: the Prometheus recorder.
 //! - [`operate`]: the operator subcommands (rebuild, projections, dead letters);
 //!   [`rebuilds`]: rebuilds started over HTTP.
 //!

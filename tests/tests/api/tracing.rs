@@ -191,3 +191,21 @@ async fn tracestate_is_accepted_with_traceparent() {
     assert_eq!(trace, TRACE_ID);
     assert_eq!(stored(&order_placed(&app, &id).await).0, TRACE_ID);
 }
+
+#[tokio::test]
+async fn an_unsampled_caller_still_has_its_trace_continued_and_stored() {
+    // Arrange
+    let app = spawn_app().await;
+    app.register_product("MUG-1", 5).await;
+    let incoming = format!("00-{TRACE_ID}-{CALLER_SPAN}-00");
+
+    // Act
+    let (answered, id) = place_order(&app, &[("traceparent", &incoming)]).await;
+
+    // Assert: not exported (the caller did not sample it), but still one trace.
+    let answered = answered.expect("a traceparent response header");
+    assert!(answered.ends_with("-00"), "{answered}");
+    let (trace, span) = parts(&answered);
+    assert_eq!(trace, TRACE_ID);
+    assert_eq!(stored(&order_placed(&app, &id).await), (trace, span));
+}
