@@ -150,6 +150,10 @@ pub struct RequestContext {
     pub actor: String,
     /// What the caller may do.
     pub access: Access,
+    /// The W3C `traceparent` of the request's span (a child of the caller's `traceparent`
+    /// header when it sent a valid one), stored with the events so their handlers continue
+    /// the trace.
+    pub traceparent: Option<String>,
 }
 
 impl RequestContext {
@@ -160,6 +164,7 @@ impl RequestContext {
             self.request_id.clone(),
             self.actor.clone(),
         )
+        .with_traceparent(self.traceparent.clone())
     }
 }
 
@@ -175,12 +180,16 @@ impl FromRequest for RequestContext {
         let correlation_id = extensions
             .get::<CorrelationId>()
             .map_or_else(|| request_id.clone(), |c| c.0.clone());
+        let traceparent = extensions
+            .get::<tracing_actix_web::RootSpan>()
+            .and_then(|span| commands::trace_context::traceparent_of(span));
         let access = Access::of(req);
         std::future::ready(Ok(Self {
             correlation_id,
             request_id,
             actor: access.actor(),
             access,
+            traceparent,
         }))
     }
 }

@@ -8,7 +8,7 @@
 //! - [`rate_limit`]: per-client request budgets; [`idempotency`]: `Idempotency-Key` replays.
 //! - [`openapi`]: the OpenAPI document (`/openapi.json`) and Swagger UI (`/docs`).
 //! - [`postgres`]: the private PostgreSQL cluster used when no `DATABASE_URL` is set.
-//! - [`telemetry`]: structured logs; [`metrics`]: the Prometheus recorder.
+//! - [`telemetry`]: structured logs and W3C traces (OTLP export when configured); [`metrics`]: the Prometheus recorder.
 //! - [`operate`]: the operator subcommands (rebuild, projections, dead letters);
 //!   [`rebuilds`]: rebuilds started over HTTP; [`seed`]: demo data.
 //!

@@ -14,19 +14,22 @@ use commands::feed::dead_letters::Action;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init();
+    let telemetry = telemetry::init();
     // `reconcile` answers 1 for "discrepancies found", so its failures need a code of their own.
     let failure = match cli.command {
         Command::Reconcile => cli::EXIT_ERROR,
         _ => 1,
     };
-    match run(cli).await {
+    let code = match run(cli).await {
         Ok(code) => code,
         Err(error) => {
             eprintln!("Error: {error:?}");
             ExitCode::from(failure)
         }
-    }
+    };
+    // Flushes spans still waiting for export.
+    drop(telemetry);
+    code
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {

@@ -22,7 +22,7 @@ use crate::auth::{self, Authenticator};
 use crate::configuration::{GatewaySettings, Settings};
 use crate::rebuilds::Rebuilds;
 use crate::state::{AppState, Background, Ttl};
-use crate::{correlation, idempotency, metrics, rate_limit, routes};
+use crate::{correlation, idempotency, metrics, rate_limit, routes, telemetry};
 
 /// A bound, not yet running, HTTP server.
 pub struct Application {
@@ -90,6 +90,7 @@ impl Application {
                 .app_data(authenticator.clone())
                 .wrap(from_fn(auth::middleware))
                 .wrap(from_fn(correlation::middleware))
+                .wrap(from_fn(telemetry::traceparent_header))
                 .wrap(TracingLogger::default())
                 .app_data(state.clone())
                 .configure(routes::configure)

@@ -24,6 +24,7 @@
 //! - [`provider_events`]: verified Stripe webhooks turned into Payment commands.
 //! - [`reconcile`]: the provider's intents compared with the Payment aggregates.
 //! - [`sagas`]: the order and booking process managers on the feed.
+//! - [`trace_context`]: W3C `traceparent` stored with events and continued by their handlers.
 //!
 //! # Rules this crate keeps
 //! Depends on `domain`, never on HTTP or on the read side.
@@ -42,6 +43,7 @@ pub mod reconcile;
 pub mod repository;
 pub mod sagas;
 pub mod store;
+pub mod trace_context;
 
 pub use bus::{CommandBus, Committed, RetryPolicy};
 pub use error::CommandError;

@@ -24,10 +24,14 @@ pub mod fake_stripe;
 
 pub use fake_stripe::FakeStripe;
 
-static TRACING: LazyLock<()> = LazyLock::new(|| {
-    if std::env::var("TEST_LOG").is_ok() {
-        api::telemetry::init();
-    }
+/// Spans always get W3C ids (the OpenTelemetry layer, exporting nothing), so trace context
+/// propagates in every test; logs are printed only with `TEST_LOG`. Never dropped: the
+/// provider lives as long as the test process.
+static TRACING: LazyLock<api::telemetry::TelemetryGuard> = LazyLock::new(|| {
+    api::telemetry::install(
+        std::env::var("TEST_LOG").is_ok(),
+        api::telemetry::Export::Off,
+    )
 });
 
 static SERVER: OnceCell<PgConnectOptions> = OnceCell::const_new();

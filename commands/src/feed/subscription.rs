@@ -27,6 +27,7 @@ use tokio::task::JoinHandle;
 
 use crate::feed::dead_letters::{self, AggregateKey};
 use crate::feed::{self, Checkpoint, FeedEvent, FeedSignal};
+use crate::trace_context;
 
 /// What a subscriber does with events.
 #[async_trait]
@@ -415,11 +416,13 @@ impl Subscription {
             return Ok(Step::Idle { held_back });
         };
         let (live, behind) = self.split(&events, &state.parked);
+        let spans = event_spans(name, &live);
         match self.handler.handle(conn, &live).await {
             Ok(()) => {
                 dead_letters::queue_behind(conn, name, &behind).await?;
                 store_checkpoint(conn, name, last).await?;
                 sqlx::query("COMMIT").execute(&mut *conn).await?;
+                drop(spans);
                 self.advanced(state, last);
                 record_lag(name, &live);
                 Ok(Step::Progress)
@@ -483,6 +486,7 @@ impl Subscription {
                         .await
                         .map_err(HandlerError::from)
                 } else {
+                    let _spans = event_spans(name, std::slice::from_ref(event));
                     self.handler.handle(conn, std::slice::from_ref(event)).await
                 };
                 match result {
@@ -564,6 +568,27 @@ impl HandlerError {
             Self::Unavailable(message) => sqlx::Error::Io(std::io::Error::other(message)),
         }
     }
+}
+
+/// One span per traced event handed to the handler, each a child of the span that issued the
+/// event (its stored `traceparent`), so a projector's work on an order shows in the order's
+/// trace. They stay open while the batch is handled and committed; a batch applies its events
+/// together, so they share that time. Untraced events get none (no trace to join).
+fn event_spans(name: &str, events: &[FeedEvent]) -> Vec<tracing::Span> {
+    events
+        .iter()
+        .filter_map(|event| {
+            let traceparent = trace_context::traceparent_in(&event.metadata)?;
+            let span = tracing::info_span!(
+                "subscription event",
+                subscription = %name,
+                event = %event.event_type,
+                position = event.position(),
+            );
+            trace_context::continue_trace(&span, Some(&traceparent));
+            Some(span)
+        })
+        .collect()
 }
 
 /// Commit-to-visible lag of the events just handled: from their append's transaction start

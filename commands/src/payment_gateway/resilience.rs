@@ -15,6 +15,7 @@ use failsafe::backoff::{self, Constant};
 use failsafe::failure_policy::{self, ConsecutiveFailures};
 use failsafe::futures::CircuitBreaker;
 use failsafe::{Config, StateMachine};
+use tracing::Instrument;
 
 use super::{Intent, IntentRequest, PaymentGateway, PaymentGatewayError, ProviderIntent};
 
@@ -116,6 +117,12 @@ impl<G: PaymentGateway> Resilient<G> {
             .with_max_delay(self.policy.max_delay)
             .with_max_times(self.policy.attempts.saturating_sub(1))
             .with_jitter();
+        // A child of the caller's span (a saga step): the call joins the order's trace.
+        let span = tracing::info_span!(
+            "payment gateway call",
+            provider = self.inner.provider(),
+            operation
+        );
         let outcome = attempt
             .retry(backoff)
             .sleep(tokio::time::sleep)
@@ -123,6 +130,7 @@ impl<G: PaymentGateway> Resilient<G> {
             .notify(|error, delay| {
                 tracing::warn!(operation, %error, ?delay, "payment gateway attempt failed; retrying");
             })
+            .instrument(span)
             .await;
         let label = outcome
             .as_ref()

@@ -13,6 +13,8 @@ use domain::{Money, Owner, PaymentId};
 use serde_json::{Value, json};
 use stripe_webhook::Webhook;
 
+use crate::trace_context;
+
 use super::{Intent, IntentRequest, PaymentGateway, PaymentGatewayError, ProviderIntent};
 
 /// Deliveries of one event before it is given up and logged (about 15 s in all).
@@ -101,18 +103,21 @@ impl Shared {
     }
 
     /// Posts `body` until the service answers 2xx, re-signing each attempt so the timestamp
-    /// stays inside the 5-minute tolerance.
-    async fn deliver(&self, body: String) {
+    /// stays inside the 5-minute tolerance. `traceparent` (the span of the call that caused
+    /// the event) goes along as a header, so the webhook's request continues the payment's
+    /// trace; Stripe itself sends none.
+    async fn deliver(&self, body: String, traceparent: Option<String>) {
         for attempt in 0..DELIVERY_ATTEMPTS {
             let signature = Webhook::generate_test_header(&body, &self.webhook_secret, None);
-            let sent = self
+            let mut request = self
                 .http
                 .post(&self.webhook_url)
                 .header("content-type", "application/json")
-                .header("stripe-signature", signature)
-                .body(body.clone())
-                .send()
-                .await;
+                .header("stripe-signature", signature);
+            if let Some(traceparent) = &traceparent {
+                request = request.header(trace_context::TRACEPARENT, traceparent);
+            }
+            let sent = request.body(body.clone()).send().await;
             match sent {
                 Ok(response) if response.status().is_success() => return,
                 Ok(response) => {
@@ -129,7 +134,8 @@ impl Shared {
 
 fn spawn_delivery(shared: &Arc<Shared>, body: String) {
     let shared = Arc::clone(shared);
-    tokio::spawn(async move { shared.deliver(body).await });
+    let traceparent = trace_context::current_traceparent();
+    tokio::spawn(async move { shared.deliver(body, traceparent).await });
 }
 
 /// Every field async-stripe requires of a PaymentIntent, plus the metadata the webhook
@@ -206,10 +212,11 @@ impl PaymentGateway for SimulatedGateway {
         };
         if !known {
             let shared = Arc::clone(&self.shared);
+            let traceparent = trace_context::current_traceparent();
             tokio::spawn(async move {
                 tokio::time::sleep(shared.delay).await;
                 if let Some(body) = shared.settle(&id) {
-                    shared.deliver(body).await;
+                    shared.deliver(body, traceparent).await;
                 }
             });
         }

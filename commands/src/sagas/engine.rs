@@ -15,6 +15,7 @@ use sqlx::PgConnection;
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::Flow;
@@ -23,6 +24,7 @@ use super::store::{self, Stored, Updated};
 use crate::feed::FeedEvent;
 use crate::feed::subscription::{Handler, HandlerError};
 use crate::payment_gateway::PaymentGateway;
+use crate::trace_context;
 use crate::{CommandBus, CommandMetadata};
 
 /// Sagas handled at once within a batch.
@@ -192,10 +194,12 @@ impl<F: Flow> SagaRunner<F> {
         let mut steps = Vec::new();
         for routed in inputs {
             let before = data.clone();
+            let span = step_span::<F>(saga, routed.event);
             let mut fx = Effects {
                 bus: &self.bus,
                 gateway: self.gateway.as_ref(),
-                metadata: metadata_for::<F>(routed.event),
+                metadata: metadata_for::<F>(routed.event)
+                    .with_traceparent(trace_context::traceparent_of(&span)),
                 log: Vec::new(),
             };
             let mut process = Process::<F> {
@@ -205,6 +209,7 @@ impl<F: Flow> SagaRunner<F> {
             };
             process
                 .handle(&mut data, routed.input, routed.event.recorded_at)
+                .instrument(span)
                 .await?;
             if data != before || !fx.log.is_empty() {
                 steps.push(store::Step {
@@ -259,6 +264,23 @@ fn payment_fact(event: PaymentEvent) -> Option<PaymentFact> {
     }
 }
 
+/// The span of one step: a child of the span that issued the event (its stored
+/// `traceparent`), so the step's commands and gateway calls join the request's trace.
+fn step_span<F: Flow>(saga: Uuid, event: &FeedEvent) -> tracing::Span {
+    let span = tracing::info_span!(
+        "saga step",
+        saga = F::NAME,
+        saga_id = %saga,
+        event = %event.event_type,
+        position = event.position(),
+    );
+    trace_context::continue_trace(
+        &span,
+        trace_context::traceparent_in(&event.metadata).as_deref(),
+    );
+    span
+}
+
 /// The saga's commands share the event's correlation and name the event as their cause.
 fn metadata_for<F: Flow>(event: &FeedEvent) -> CommandMetadata {
     let correlation_id = serde_json::from_str::<HashMap<String, String>>(&event.metadata)
@@ -273,5 +295,6 @@ fn metadata_for<F: Flow>(event: &FeedEvent) -> CommandMetadata {
         ),
         actor: format!("saga:{}", F::NAME),
         request_id: String::new(),
+        traceparent: None,
     }
 }

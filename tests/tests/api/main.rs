@@ -23,4 +23,5 @@ mod saga_concurrency;
 mod sagas;
 mod seed;
 mod stock_items;
+mod tracing;
 mod webhooks;
