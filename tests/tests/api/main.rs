@@ -15,6 +15,7 @@ mod idempotency;
 mod migrations;
 mod openapi;
 mod orders_and_bookings;
+mod per_caller;
 mod projections;
 mod rate_limits;
 mod read_models;
