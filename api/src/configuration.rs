@@ -41,6 +41,14 @@ pub struct Settings {
     pub sagas: bool,
     /// `RESERVA_DEADLINES__INTERVAL_MS` (default `5000`): how often due deadlines are claimed.
     pub deadline_interval: Duration,
+    /// `RESERVA_HTTP__SHUTDOWN_TIMEOUT_SECS` (default `30`): on SIGTERM/SIGINT, how long
+    /// in-flight requests may take to finish before their connections are closed; background
+    /// work is stopped after that.
+    pub http_shutdown_timeout: Duration,
+    /// `RESERVA_READY__MAX_LAG_EVENTS` (default `10000`): `GET /health/ready` answers 503 while
+    /// any projection is more than this many events behind the feed, so a replica that is
+    /// catching up gets no reads it would answer stale.
+    pub ready_max_lag_events: u64,
 }
 
 /// The payment provider.
@@ -134,6 +142,11 @@ impl Settings {
             booking_ttl: Duration::from_secs(var("RESERVA_BOOKINGS__TTL_SECS", 1800)?),
             sagas: var("RESERVA_SAGAS__ENABLED", true)?,
             deadline_interval: Duration::from_millis(var("RESERVA_DEADLINES__INTERVAL_MS", 5000)?),
+            http_shutdown_timeout: Duration::from_secs(var(
+                "RESERVA_HTTP__SHUTDOWN_TIMEOUT_SECS",
+                30,
+            )?),
+            ready_max_lag_events: var("RESERVA_READY__MAX_LAG_EVENTS", 10_000)?,
         })
     }
 }

@@ -146,6 +146,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         sagas: true,
         // Tests step deadlines themselves (`run_deadlines_once`); the job still runs.
         deadline_interval: std::time::Duration::from_secs(5),
+        http_shutdown_timeout: std::time::Duration::from_secs(30),
+        ready_max_lag_events: 10_000,
     };
     configure(&mut settings);
     start(settings, std::sync::Arc::new(database)).await

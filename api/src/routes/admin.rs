@@ -124,11 +124,11 @@ async fn request(state: &AppState, raw: &str, action: Action) -> Result<HttpResp
     }
 }
 
-/// Prometheus exposition.
+/// Prometheus exposition, with the database gauges sampled from this server's database first.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render())
+        .body(crate::metrics::scrape(&state.pool, &state.metrics).await)
 }
 
 /// `GET /admin/sagas/{id}`: the order's or booking's saga, its state and every step it took.
