@@ -113,7 +113,9 @@ async fn sample(pool: &PgPool) -> Result<(), sqlx::Error> {
         .collect();
     for saga in sagas {
         for state in SagaState::ALL {
-            counts.entry((saga.to_owned(), state.as_str().to_owned())).or_insert(0);
+            counts
+                .entry((saga.to_owned(), state.as_str().to_owned()))
+                .or_insert(0);
         }
     }
     for ((saga, state), count) in counts {

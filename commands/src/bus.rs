@@ -186,7 +186,9 @@ impl CommandBus {
         A::Command: Clone + Send,
     {
         let name = A::command_name(&command);
-        let result = self.decide_and_append::<A>(aggregate_id, command, metadata).await;
+        let result = self
+            .decide_and_append::<A>(aggregate_id, command, metadata)
+            .await;
         let outcome = match &result {
             Ok(committed) => {
                 metrics::counter!("reserva_events_appended_total", "aggregate" => A::TYPE)

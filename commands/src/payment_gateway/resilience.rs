@@ -144,7 +144,11 @@ impl<G: PaymentGateway> Resilient<G> {
             "outcome" => label,
         )
         .record(started.elapsed().as_secs_f64());
-        let open = if self.breaker.is_call_permitted() { 0.0 } else { 1.0 };
+        let open = if self.breaker.is_call_permitted() {
+            0.0
+        } else {
+            1.0
+        };
         metrics::gauge!("reserva_gateway_circuit_open", "gateway" => self.inner.provider())
             .set(open);
         outcome

@@ -10,7 +10,10 @@ async fn ready(app: &TestApp) -> (u16, Value) {
     let response = app.get("/health/ready").await;
     let status = response.status().as_u16();
     if status == 503 {
-        assert_eq!(response.headers()["content-type"], "application/problem+json");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
     }
     (status, response.json().await.unwrap())
 }
@@ -122,7 +125,9 @@ async fn a_projection_behind_the_lag_bound_makes_the_app_not_ready_until_it_catc
     let (status, body) = ready(&app).await;
     assert_eq!(status, 200, "{body}");
     let blocker = app
-        .hold_lock("SELECT pg_advisory_lock(hashtextextended('reserva.subscription.swap.orders', 0))")
+        .hold_lock(
+            "SELECT pg_advisory_lock(hashtextextended('reserva.subscription.swap.orders', 0))",
+        )
         .await;
 
     // Act: an event the orders projection cannot pass.

@@ -185,13 +185,21 @@ async fn a_scrape_after_an_order_flow_shows_commands_sagas_lag_and_webhooks() {
     at_least(
         &samples,
         "reserva_commands_total",
-        &[("aggregate", "order"), ("command", "Place"), ("outcome", "ok")],
+        &[
+            ("aggregate", "order"),
+            ("command", "Place"),
+            ("outcome", "ok"),
+        ],
         1.0,
     );
     at_least(
         &samples,
         "reserva_commands_total",
-        &[("aggregate", "order"), ("command", "Complete"), ("outcome", "ok")],
+        &[
+            ("aggregate", "order"),
+            ("command", "Complete"),
+            ("outcome", "ok"),
+        ],
         1.0,
     );
     at_least(
@@ -230,7 +238,11 @@ async fn a_scrape_after_an_order_flow_shows_commands_sagas_lag_and_webhooks() {
     at_least(
         &samples,
         "reserva_saga_duration_seconds_bucket",
-        &[("saga", "order_saga"), ("outcome", "completed"), ("le", "+Inf")],
+        &[
+            ("saga", "order_saga"),
+            ("outcome", "completed"),
+            ("le", "+Inf"),
+        ],
         1.0,
     );
     at_least(

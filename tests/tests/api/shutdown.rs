@@ -87,7 +87,10 @@ async fn a_graceful_shutdown_answers_the_request_in_flight_then_frees_every_subs
     .fetch_one(&app.pool)
     .await
     .unwrap();
-    assert_eq!(held, 0, "advisory locks still held after a graceful shutdown");
+    assert_eq!(
+        held, 0,
+        "advisory locks still held after a graceful shutdown"
+    );
     let end = feed_end(&app.pool).await;
     let mut successor = subscription::dedicated_connection(&app.pool, "successor")
         .await
