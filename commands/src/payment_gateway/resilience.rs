@@ -73,6 +73,7 @@ impl<G: PaymentGateway> Resilient<G> {
                 backoff::constant(policy.cool_down),
             ))
             .build();
+        metrics::gauge!("reserva_gateway_circuit_open", "gateway" => inner.provider()).set(0.0);
         Self {
             inner,
             policy,
