@@ -1,7 +1,10 @@
 //! Graceful shutdown: requests in flight are answered, then every subscription stops after
 //! its batch and hands its lock back at once.
 
+use commands::CommandMetadata;
 use commands::feed::subscription::{self, keys};
+use domain::Quantity;
+use domain::stock_item::{StockItem, StockItemCommand};
 use serde_json::Value;
 use std::time::Duration;
 use tests::{eventually, feed_end, spawn_app, wait_until_caught_up};
@@ -32,30 +35,44 @@ async fn a_graceful_shutdown_answers_the_request_in_flight_then_frees_every_subs
     for saga in ["order_saga", "booking_saga"] {
         wait_until_caught_up(&app.pool, saga).await;
     }
+    // A stock_items batch held mid-transaction: reads pass, its write waits. (EXCLUSIVE
+    // takes no xid, so the feed still flows for everyone else.)
+    let mut stock_lock = app.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE rm_stock_items IN EXCLUSIVE MODE")
+        .execute(&mut *stock_lock)
+        .await
+        .unwrap();
+    let restock = StockItemCommand::Restock {
+        quantity: Quantity::new(4).unwrap(),
+    };
+    app.bus
+        .execute::<StockItem>("SHUT-1", restock, &CommandMetadata::system("test"))
+        .await
+        .unwrap();
+    waiting_on_a_lock(
+        &app.pool,
+        "application_name = 'reserva subscription stock_items'",
+    )
+    .await;
+    for name in subscriptions() {
+        if name != "stock_items" {
+            wait_until_caught_up(&app.pool, name).await;
+        }
+    }
     // A read held where the test can see it: waiting for a table lock the test holds.
-    let mut locker = app.pool.begin().await.unwrap();
-    sqlx::query("LOCK TABLE rm_stock_items IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut *locker)
+    let mut orders_lock = app.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE rm_orders IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *orders_lock)
         .await
         .unwrap();
     let in_flight = tokio::spawn(
         app.client
-            .get(format!("{}/api/v1/stock-items/SHUT-1", app.address))
+            .get(format!("{}/api/v1/orders/{id}", app.address))
             .send(),
     );
-    eventually("the read to wait on the lock", || async {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-             AND wait_event_type = 'Lock' AND query ILIKE '%rm_stock_items%'",
-        )
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-        (waiting > 0).then_some(())
-    })
-    .await;
+    waiting_on_a_lock(&app.pool, "query ILIKE '%FROM rm_orders%'").await;
 
-    // Act: shut down while the read waits, then let it go.
+    // Act: shut down while both wait; let the read go, then the batch.
     let shutdown = tokio::spawn(app.shutdown_gracefully());
     let probe = reqwest::Client::builder()
         .timeout(Duration::from_millis(500))
@@ -70,15 +87,36 @@ async fn a_graceful_shutdown_answers_the_request_in_flight_then_frees_every_subs
             .then_some(())
     })
     .await;
-    assert!(!shutdown.is_finished(), "shutdown must wait for the read");
-    locker.rollback().await.unwrap();
+    orders_lock.rollback().await.unwrap();
     let response = in_flight.await.unwrap().expect("the read is answered");
+    eventually("every subscription but stock_items to let go", || async {
+        let held: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND a.datname = current_database() \
+               AND a.application_name <> 'reserva subscription stock_items'",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        (held == 0).then_some(())
+    })
+    .await;
+    assert!(
+        !shutdown.is_finished(),
+        "shutdown must wait for the stock_items batch"
+    );
+    stock_lock.rollback().await.unwrap();
     shutdown.await.unwrap();
 
-    // Assert: the read was served in full.
+    // Assert: the read was served in full, the held batch committed.
     assert_eq!(response.status(), 200);
-    let item: Value = response.json().await.unwrap();
-    assert_eq!(item["on_hand"], 3, "{item}");
+    let order: Value = response.json().await.unwrap();
+    assert_eq!(order["status"], "COMPLETED", "{order}");
+    let on_hand: i64 = sqlx::query_scalar("SELECT on_hand FROM rm_stock_items WHERE id = 'SHUT-1'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(on_hand, 3 + 4);
     // No subscription holds a lock any more: another process can take each one over now.
     let held: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
@@ -95,9 +133,7 @@ async fn a_graceful_shutdown_answers_the_request_in_flight_then_frees_every_subs
     let mut successor = subscription::dedicated_connection(&app.pool, "successor")
         .await
         .unwrap();
-    let mut names = projections::catalog::names();
-    names.extend(["order_saga", "booking_saga"]);
-    for name in names {
+    for name in subscriptions() {
         assert!(
             subscription::try_session_lock(&mut successor, keys::RUN, name)
                 .await
@@ -110,4 +146,27 @@ async fn a_graceful_shutdown_answers_the_request_in_flight_then_frees_every_subs
             .unwrap();
         assert_eq!(at, end, "{name}");
     }
+}
+
+/// Waits until a backend of this database matching `filter` waits for a lock.
+async fn waiting_on_a_lock(pool: &sqlx::PgPool, filter: &str) {
+    let sql = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+         AND wait_event_type = 'Lock' AND {filter}"
+    );
+    eventually(
+        &format!("a backend with {filter} to wait on a lock"),
+        || async {
+            let waiting: i64 = sqlx::query_scalar(&sql).fetch_one(pool).await.unwrap();
+            (waiting > 0).then_some(())
+        },
+    )
+    .await;
+}
+
+/// Every subscription the service runs: the projections and the sagas.
+fn subscriptions() -> Vec<&'static str> {
+    let mut names = projections::catalog::names();
+    names.extend(["order_saga", "booking_saga"]);
+    names
 }
