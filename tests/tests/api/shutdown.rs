@@ -6,6 +6,7 @@ use commands::feed::subscription::{self, keys};
 use domain::Quantity;
 use domain::stock_item::{StockItem, StockItemCommand};
 use serde_json::Value;
+use sqlx::postgres::PgPoolOptions;
 use std::time::Duration;
 use tests::{eventually, feed_end, spawn_app, wait_until_caught_up};
 
@@ -35,9 +36,16 @@ async fn a_graceful_shutdown_answers_the_request_in_flight_then_frees_every_subs
     for saga in ["order_saga", "booking_saga"] {
         wait_until_caught_up(&app.pool, saga).await;
     }
+    // The test's own pool: connections the server's workers opened in the shared pool die
+    // with their runtimes when the server stops.
+    let db = PgPoolOptions::new()
+        .max_connections(4)
+        .connect_with((*app.pool.connect_options()).clone())
+        .await
+        .unwrap();
     // A stock_items batch held mid-transaction: reads pass, its write waits. (EXCLUSIVE
     // takes no xid, so the feed still flows for everyone else.)
-    let mut stock_lock = app.pool.begin().await.unwrap();
+    let mut stock_lock = db.begin().await.unwrap();
     sqlx::query("LOCK TABLE rm_stock_items IN EXCLUSIVE MODE")
         .execute(&mut *stock_lock)
         .await
@@ -49,18 +57,14 @@ async fn a_graceful_shutdown_answers_the_request_in_flight_then_frees_every_subs
         .execute::<StockItem>("SHUT-1", restock, &CommandMetadata::system("test"))
         .await
         .unwrap();
-    waiting_on_a_lock(
-        &app.pool,
-        "application_name = 'reserva subscription stock_items'",
-    )
-    .await;
+    waiting_on_a_lock(&db, "application_name = 'reserva subscription stock_items'").await;
     for name in subscriptions() {
         if name != "stock_items" {
-            wait_until_caught_up(&app.pool, name).await;
+            wait_until_caught_up(&db, name).await;
         }
     }
     // A read held where the test can see it: waiting for a table lock the test holds.
-    let mut orders_lock = app.pool.begin().await.unwrap();
+    let mut orders_lock = db.begin().await.unwrap();
     sqlx::query("LOCK TABLE rm_orders IN ACCESS EXCLUSIVE MODE")
         .execute(&mut *orders_lock)
         .await
@@ -70,7 +74,7 @@ async fn a_graceful_shutdown_answers_the_request_in_flight_then_frees_every_subs
             .get(format!("{}/api/v1/orders/{id}", app.address))
             .send(),
     );
-    waiting_on_a_lock(&app.pool, "query ILIKE '%FROM rm_orders%'").await;
+    waiting_on_a_lock(&db, "query ILIKE '%FROM rm_orders%'").await;
 
     // Act: shut down while both wait; let the read go, then the batch.
     let shutdown = tokio::spawn(app.shutdown_gracefully());
@@ -95,7 +99,7 @@ async fn a_graceful_shutdown_answers_the_request_in_flight_then_frees_every_subs
              WHERE l.locktype = 'advisory' AND a.datname = current_database() \
                AND a.application_name <> 'reserva subscription stock_items'",
         )
-        .fetch_one(&app.pool)
+        .fetch_one(&db)
         .await
         .unwrap();
         (held == 0).then_some(())
@@ -113,7 +117,7 @@ async fn a_graceful_shutdown_answers_the_request_in_flight_then_frees_every_subs
     let order: Value = response.json().await.unwrap();
     assert_eq!(order["status"], "COMPLETED", "{order}");
     let on_hand: i64 = sqlx::query_scalar("SELECT on_hand FROM rm_stock_items WHERE id = 'SHUT-1'")
-        .fetch_one(&app.pool)
+        .fetch_one(&db)
         .await
         .unwrap();
     assert_eq!(on_hand, 3 + 4);
@@ -122,15 +126,15 @@ async fn a_graceful_shutdown_answers_the_request_in_flight_then_frees_every_subs
         "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
          WHERE l.locktype = 'advisory' AND d.datname = current_database()",
     )
-    .fetch_one(&app.pool)
+    .fetch_one(&db)
     .await
     .unwrap();
     assert_eq!(
         held, 0,
         "advisory locks still held after a graceful shutdown"
     );
-    let end = feed_end(&app.pool).await;
-    let mut successor = subscription::dedicated_connection(&app.pool, "successor")
+    let end = feed_end(&db).await;
+    let mut successor = subscription::dedicated_connection(&db, "successor")
         .await
         .unwrap();
     for name in subscriptions() {
