@@ -47,6 +47,14 @@ pub struct Settings {
     /// Bearer-token authentication; `None` (no `RESERVA_AUTH__JWT_SECRET`) turns it off and
     /// every request acts with full rights, as a development server does.
     pub auth: Option<AuthSettings>,
+    /// `RESERVA_HTTP__SHUTDOWN_TIMEOUT_SECS` (default `30`): on SIGTERM/SIGINT, how long
+    /// in-flight requests may take to finish before their connections are closed; background
+    /// work is stopped after that.
+    pub http_shutdown_timeout: Duration,
+    /// `RESERVA_READY__MAX_LAG_EVENTS` (default `10000`): `GET /health/ready` answers 503 while
+    /// any projection is more than this many events behind the feed, so a replica that is
+    /// catching up gets no reads it would answer stale.
+    pub ready_max_lag_events: u64,
 }
 
 /// How many requests one client (token subject, else IP) may make per one-minute window.
@@ -222,6 +230,11 @@ impl Settings {
             deadline_interval: Duration::from_millis(var("RESERVA_DEADLINES__INTERVAL_MS", 5000)?),
             rate_limits: RateLimits::from_env()?,
             auth: AuthSettings::from_env()?,
+            http_shutdown_timeout: Duration::from_secs(var(
+                "RESERVA_HTTP__SHUTDOWN_TIMEOUT_SECS",
+                30,
+            )?),
+            ready_max_lag_events: var("RESERVA_READY__MAX_LAG_EVENTS", 10_000)?,
         })
     }
 }

@@ -297,6 +297,10 @@ pub struct HealthStatus {
     /// `ok` (live) or `ready`.
     #[schema(example = "ok")]
     status: String,
+    /// `ready` only: each check (`database`, `migrations`, `projections`) with `ok` and what
+    /// it saw.
+    #[schema(value_type = Option<Object>)]
+    checks: Option<serde_json::Value>,
 }
 
 /// Adds the problem+json answers shared by whole groups of operations, the bearer scheme, and

@@ -11,11 +11,13 @@ use commands::payment_gateway::{
     PaymentGateway, ResiliencePolicy, Resilient, SimulatedGateway, StripeGateway,
 };
 use commands::sagas::{BookingSaga, Flow, OrderSaga, SagaRunner};
-use projections::{catalog, status};
+use projections::catalog;
 use sqlx::PgPool;
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use tokio::sync::watch;
 use tracing_actix_web::TracingLogger;
 
 use crate::auth::{self, Authenticator};
@@ -29,6 +31,32 @@ pub struct Application {
     port: u16,
     server: Server,
     bus: CommandBus,
+    /// Kept so the background work outlives the workers until it is stopped cleanly.
+    state: web::Data<AppState>,
+    shutdown: Shutdown,
+    /// Set once a graceful stop was asked for (a signal or [`Shutdown::graceful`]).
+    graceful: Arc<AtomicBool>,
+    /// Turned `true` when [`Application::run_until_stopped`] is done.
+    stopped: watch::Sender<bool>,
+}
+
+/// Asks a running [`Application`] to shut down as on SIGTERM, from another task.
+#[derive(Clone)]
+pub struct Shutdown {
+    requested: Arc<watch::Sender<bool>>,
+    stopped: watch::Receiver<bool>,
+}
+
+impl Shutdown {
+    /// Stops accepting, lets in-flight requests finish (up to the shutdown timeout), stops
+    /// the background work cleanly, and returns once all of that is done (at once if the
+    /// server is not running any more).
+    pub async fn graceful(&self) {
+        self.requested.send_replace(true);
+        let mut stopped = self.stopped.clone();
+        // An error means the server's task is gone: nothing left to wait for.
+        let _ = stopped.wait_for(|stopped| *stopped).await;
+    }
 }
 
 impl Application {
@@ -52,13 +80,11 @@ impl Application {
             Vec::new()
         };
         let mut background = Background::default();
-        background
-            .0
-            .push(spawn_deadlines(bus.clone(), settings.deadline_interval));
-        background.0.extend(relay::spawn(pool.clone(), signal));
-        background
-            .0
-            .push(status::spawn_sampler(pool.clone(), Duration::from_secs(5)));
+        let (deadline_bus, interval) = (bus.clone(), settings.deadline_interval);
+        background.spawn_stoppable(|stop| spawn_deadlines(deadline_bus, interval, stop));
+        for task in relay::spawn(pool.clone(), signal) {
+            background.push(task);
+        }
         let state = web::Data::new(AppState {
             bus,
             pool,
@@ -71,6 +97,7 @@ impl Application {
                 booking: settings.booking_ttl,
             },
             webhook_secret: settings.stripe_webhook_secret.clone(),
+            ready_max_lag_events: settings.ready_max_lag_events,
             metrics: metrics::handle(),
             background,
         });
@@ -78,6 +105,13 @@ impl Application {
         let limits = settings.rate_limits;
         let windows = rate_limit::Windows::default();
         let authenticator = web::Data::new(Authenticator::new(settings.auth.as_ref()));
+        let app_state = state.clone();
+        let (requested, stopped) = (watch::Sender::new(false), watch::Sender::new(false));
+        let graceful = Arc::new(AtomicBool::new(false));
+        let shutdown = Shutdown {
+            requested: Arc::new(requested),
+            stopped: stopped.subscribe(),
+        };
         let server = HttpServer::new(move || {
             // The last `.wrap` runs first. Idempotency and the limiters read the `Caller`, so
             // the auth middleware must be wrapped after them; a refused request must not
@@ -92,14 +126,28 @@ impl Application {
                 .wrap(from_fn(correlation::middleware))
                 .wrap(from_fn(telemetry::traceparent_header))
                 .wrap(TracingLogger::default())
-                .app_data(state.clone())
+                .wrap(from_fn(metrics::track_http))
+                .app_data(app_state.clone())
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })
         .workers(settings.http_workers.max(1))
+        .shutdown_timeout(settings.http_shutdown_timeout.as_secs())
+        .shutdown_signal(stop_signal(
+            shutdown.requested.subscribe(),
+            Arc::clone(&graceful),
+        ))
         .listen(listener)?
         .run();
-        Ok(Self { port, server, bus })
+        Ok(Self {
+            port,
+            server,
+            bus,
+            state,
+            shutdown,
+            graceful,
+            stopped,
+        })
     }
 
     /// The bound port.
@@ -109,9 +157,16 @@ impl Application {
         &self.bus
     }
 
-    /// Stops the server from another task.
+    /// Stops the server from another task. `stop(true)` drains requests but, like
+    /// `stop(false)`, aborts the background work (a crash, as far as it can tell); use
+    /// [`Application::shutdown`] for a clean stop.
     pub fn handle(&self) -> actix_web::dev::ServerHandle {
         self.server.handle()
+    }
+
+    /// Shuts the whole service down cleanly from another task, as SIGTERM does.
+    pub fn shutdown(&self) -> Shutdown {
+        self.shutdown.clone()
     }
 
     /// The port actually bound (useful with port 0).
@@ -119,12 +174,24 @@ impl Application {
         self.port
     }
 
-    /// Serves until the server is stopped (SIGINT/SIGTERM drain in-flight requests first).
+    /// Serves until the server is stopped.
+    ///
+    /// On SIGTERM, SIGINT or [`Shutdown::graceful`]: stops accepting, lets in-flight requests
+    /// finish (`http_shutdown_timeout`), then stops the subscriptions, sagas and deadline job
+    /// cleanly (each commits its batch and releases its lock). Stopped any other way (the
+    /// server handle), the background work is aborted with the state.
     ///
     /// # Errors
     /// The server failed.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let result = self.server.await;
+        if self.graceful.load(Ordering::SeqCst) {
+            self.state.stop_background().await;
+            tracing::info!("stopped cleanly");
+        }
+        drop(self.state);
+        self.stopped.send_replace(true);
+        result
     }
 }
 
@@ -155,13 +222,62 @@ fn payment_gateway(settings: &Settings, port: u16) -> std::io::Result<Arc<dyn Pa
     })
 }
 
-/// Starts the deadline job in a task that keeps it alive until the server's state is dropped.
-fn spawn_deadlines(bus: CommandBus, interval: Duration) -> tokio::task::JoinHandle<()> {
+/// Resolves on SIGTERM, SIGINT or a [`Shutdown::graceful`] request, marking the stop graceful.
+/// Replaces actix's own signal handling, which would treat SIGINT as a forced stop.
+async fn stop_signal(mut requested: watch::Receiver<bool>, graceful: Arc<AtomicBool>) {
+    let asked = async {
+        // Every `Shutdown` dropped without asking: only a signal can stop us.
+        if requested.wait_for(|asked| *asked).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        () = asked => {}
+        () = os_signal() => {}
+    }
+    tracing::info!("shutting down: draining requests, then stopping background work");
+    graceful.store(true, Ordering::SeqCst);
+}
+
+/// SIGTERM (orchestrators) or SIGINT (Ctrl-C). Pending forever where signals cannot be
+/// listened to.
+async fn os_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+}
+
+/// Starts the deadline job in a task that keeps it until `stop` turns `true` (then shuts it
+/// down, letting a run in progress finish its batch) or the task is aborted.
+fn spawn_deadlines(
+    bus: CommandBus,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         match deadlines::start(bus, interval).await {
-            Ok(job) => {
-                std::future::pending::<()>().await;
-                drop(job);
+            Ok(mut job) => {
+                let _ = stop.wait_for(|stop| *stop).await;
+                if let Err(error) = job.shutdown().await {
+                    tracing::warn!(%error, "the deadline job did not stop cleanly");
+                }
             }
             Err(error) => tracing::error!(%error, "the deadline job did not start"),
         }

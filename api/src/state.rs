@@ -6,6 +6,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use projections::catalog::Running;
 use sqlx::PgPool;
 use std::time::Duration;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::rebuilds::Rebuilds;
@@ -28,9 +29,11 @@ pub struct AppState {
     pub ttl: Ttl,
     /// Longest `min_position` wait.
     pub read_wait: Duration,
+    /// `GET /health/ready` fails while a projection lags more events than this.
+    pub ready_max_lag_events: u64,
     /// Renders `GET /metrics`.
     pub metrics: PrometheusHandle,
-    /// Tasks that live as long as the state: stopped with it.
+    /// Tasks that live as long as the state: aborted with it, or stopped cleanly.
     pub background: Background,
 }
 
@@ -52,14 +55,70 @@ impl Ttl {
     }
 }
 
-/// Aborts its tasks when dropped, so a stopped server leaves nothing running.
+/// Background work that lives as long as the state: aborted when it is dropped (a crash, as
+/// far as the work can tell), or stopped cleanly by [`Background::stop`].
 #[derive(Default)]
-pub struct Background(pub Vec<JoinHandle<()>>);
+pub struct Background {
+    /// Tasks with nothing to finish (wake-up relays): aborted on stop and drop.
+    tasks: Vec<JoinHandle<()>>,
+    /// Tasks told to stop through their channel (`true`); each holds the only receiver, so
+    /// the channel closes when the task has ended.
+    stoppable: Vec<(watch::Sender<bool>, JoinHandle<()>)>,
+}
+
+impl Background {
+    /// Keeps `task` until the state goes away.
+    pub fn push(&mut self, task: JoinHandle<()>) {
+        self.tasks.push(task);
+    }
+
+    /// Starts a task that ends cleanly when its receiver turns `true` (and must drop the
+    /// receiver when it ends).
+    pub fn spawn_stoppable(&mut self, start: impl FnOnce(watch::Receiver<bool>) -> JoinHandle<()>) {
+        let (stop, requested) = watch::channel(false);
+        self.stoppable.push((stop, start(requested)));
+    }
+
+    /// Asks every stoppable task to stop, waits until they have, then aborts the rest.
+    pub async fn stop(&self) {
+        for (stop, _) in &self.stoppable {
+            stop.send_replace(true);
+        }
+        for (stop, _) in &self.stoppable {
+            stop.closed().await;
+        }
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
 
 impl Drop for Background {
     fn drop(&mut self) {
-        for task in &self.0 {
+        for task in self
+            .tasks
+            .iter()
+            .chain(self.stoppable.iter().map(|(_, task)| task))
+        {
             task.abort();
         }
+    }
+}
+
+impl AppState {
+    /// Stops the background work cleanly, in dependency order: the deadline job (it issues
+    /// commands), then the sagas (they issue commands), then the projections. Each subscription
+    /// commits the batch it is handling with its checkpoint and releases its lock, so another
+    /// process takes over at once and nothing is handled twice.
+    pub async fn stop_background(&self) {
+        self.background.stop().await;
+        futures::future::join_all(self.sagas.iter().map(SubscriptionHandle::stop)).await;
+        futures::future::join_all(
+            self.projections
+                .handles()
+                .iter()
+                .map(SubscriptionHandle::stop),
+        )
+        .await;
     }
 }

@@ -2,7 +2,7 @@
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::EventStoreAggregateContext;
-use cqrs_es::{Aggregate, AggregateError, EventStore as _};
+use cqrs_es::{Aggregate, AggregateError, DomainEvent as _, EventStore as _};
 use domain::booking::Booking;
 use domain::order::Order;
 use domain::payment::Payment;
@@ -88,6 +88,9 @@ where
 {
     /// This aggregate's lane inside the bus.
     fn lane(bus: &CommandBus) -> &Lane<Self>;
+
+    /// The command's variant name, the `command` label of `reserva_commands_total`.
+    fn command_name(command: &Self::Command) -> &'static str;
 }
 
 macro_rules! routed {
@@ -95,6 +98,10 @@ macro_rules! routed {
         impl Routed for $aggregate {
             fn lane(bus: &CommandBus) -> &Lane<Self> {
                 &bus.$field
+            }
+
+            fn command_name(command: &Self::Command) -> &'static str {
+                command.name()
             }
         }
     };
@@ -118,6 +125,9 @@ pub struct CommandBus {
     retry: RetryPolicy,
     feed: FeedSignal,
 }
+
+/// The stock item event that marks crossing into low stock (`reserva_low_stock_alerts_total`).
+const LOW_STOCK_REACHED: &str = "LowStockReached";
 
 const POSITION_OF_SEQUENCE: &str = "SELECT global_position FROM events \
      WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3";
@@ -159,10 +169,47 @@ impl CommandBus {
     /// insufficient stock — rather than a raw conflict. Idempotent commands that change nothing
     /// commit nothing and report the aggregate's current position.
     ///
+    /// Counted in `reserva_commands_total{aggregate,command,outcome}` (`ok`, `rejected`,
+    /// `conflict`, `error`) and `reserva_events_appended_total{aggregate}`.
+    ///
     /// # Errors
     /// [`CommandError::Rejected`] with the aggregate's refusal; [`CommandError::Conflict`] when
     /// retries ran out; [`CommandError::Unavailable`] / [`CommandError::Internal`] for the store.
     pub async fn execute<A>(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        metadata: &CommandMetadata,
+    ) -> Result<Committed, CommandError<A::Error>>
+    where
+        A: Routed,
+        A::Command: Clone + Send,
+    {
+        let name = A::command_name(&command);
+        let result = self
+            .decide_and_append::<A>(aggregate_id, command, metadata)
+            .await;
+        let outcome = match &result {
+            Ok(committed) => {
+                metrics::counter!("reserva_events_appended_total", "aggregate" => A::TYPE)
+                    .increment(committed.events as u64);
+                "ok"
+            }
+            Err(CommandError::Rejected(_)) => "rejected",
+            Err(CommandError::Conflict { .. }) => "conflict",
+            Err(CommandError::Unavailable(_) | CommandError::Internal(_)) => "error",
+        };
+        metrics::counter!(
+            "reserva_commands_total",
+            "aggregate" => A::TYPE,
+            "command" => name,
+            "outcome" => outcome,
+        )
+        .increment(1);
+        result
+    }
+
+    async fn decide_and_append<A>(
         &self,
         aggregate_id: &str,
         command: A::Command,
@@ -216,11 +263,19 @@ impl CommandBus {
             }
             let next = context.aggregate.clone();
             let count = events.len();
+            let low_stock = events
+                .iter()
+                .filter(|e| e.event_type() == LOW_STOCK_REACHED)
+                .count();
             let sequence = context.current_sequence + count;
             let commit = lane.store.commit(events, context, metadata.to_map());
             match EventRepository::capture_position(commit).await {
                 (Ok(_), position) => {
                     self.feed.bump();
+                    if low_stock > 0 {
+                        metrics::counter!("reserva_low_stock_alerts_total")
+                            .increment(low_stock as u64);
+                    }
                     lane.cache.put(
                         aggregate_id,
                         Cached {
@@ -239,6 +294,8 @@ impl CommandBus {
                     if attempt < self.retry.max_attempts =>
                 {
                     lane.cache.invalidate(aggregate_id);
+                    metrics::counter!("reserva_command_retries_total", "aggregate" => A::TYPE)
+                        .increment(1);
                     tracing::debug!(
                         aggregate = A::TYPE,
                         aggregate_id,

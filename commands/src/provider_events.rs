@@ -48,9 +48,14 @@ pub enum Outcome {
         /// Its last event's global position.
         position: Option<i64>,
     },
-    /// The delivery changed nothing: a duplicate, a stale partial refund, a payment in a state
-    /// the event no longer moves, or an event type Reserva does not act on.
+    /// The delivery changed nothing: a payment in a state the event no longer moves, or an
+    /// event type Reserva does not act on.
     Ignored(String),
+    /// The delivery was applied before (a redelivery, or a refund state already recorded).
+    Duplicate(String),
+    /// The Payment refused what the provider reports (e.g. a failure after success): the
+    /// provider's word cannot be refused, so it is acknowledged and changes nothing.
+    Refused(String),
 }
 
 /// A verified event, reduced to what Reserva acts on.
@@ -66,7 +71,13 @@ enum Action {
     },
 }
 
+type Received = Result<Outcome, Result<Rejected, CommandError<PaymentError>>>;
+
 /// Verifies a delivery against `secret` and applies it.
+///
+/// Counted in `reserva_webhooks_total{type,outcome}`: `type` is the Stripe event type
+/// (`unknown` when the delivery was refused before it could be read), `outcome` one of
+/// [`outcome_label`].
 ///
 /// # Errors
 /// `Err(Ok(Rejected))` for a delivery to refuse with 400; `Err(Err(CommandError))` when the
@@ -77,7 +88,50 @@ pub async fn receive(
     payload: &str,
     signature: &str,
     secret: &str,
-) -> Result<Outcome, Result<Rejected, CommandError<PaymentError>>> {
+) -> Received {
+    let mut kind = None;
+    let received = verify_and_apply(bus, pool, payload, signature, secret, &mut kind).await;
+    record(
+        kind.as_deref().unwrap_or("unknown"),
+        outcome_label(&received),
+    );
+    received
+}
+
+/// Counts one delivery in `reserva_webhooks_total` (also for deliveries refused before
+/// [`receive`], e.g. without a signature header).
+pub fn record(kind: &str, outcome: &'static str) {
+    metrics::counter!("reserva_webhooks_total", "type" => kind.to_owned(), "outcome" => outcome)
+        .increment(1);
+}
+
+/// The `outcome` label of a delivery: `applied`, `duplicate`, `ignored` (nothing to do),
+/// `rejected` (the Payment refused it; acknowledged), `not_recorded` (503, delivered again),
+/// `invalid_signature` (bad, stale or malformed signature), `malformed` (signed, not an event)
+/// or `error` (the store failed).
+pub fn outcome_label(received: &Received) -> &'static str {
+    match received {
+        Ok(Outcome::Applied { .. }) => "applied",
+        Ok(Outcome::Duplicate(_)) => "duplicate",
+        Ok(Outcome::Refused(_)) => "rejected",
+        Ok(Outcome::Ignored(_)) => "ignored",
+        Err(Ok(Rejected::NotYetRecorded(_))) => "not_recorded",
+        Err(Ok(Rejected::BadSignature | Rejected::Stale | Rejected::BadHeader)) => {
+            "invalid_signature"
+        }
+        Err(Ok(Rejected::Malformed(_))) => "malformed",
+        Err(Err(_)) => "error",
+    }
+}
+
+async fn verify_and_apply(
+    bus: &CommandBus,
+    pool: &PgPool,
+    payload: &str,
+    signature: &str,
+    secret: &str,
+    kind: &mut Option<String>,
+) -> Received {
     let event = Webhook::construct_event(payload, signature, secret).map_err(|e| {
         Ok(match e {
             WebhookError::BadSignature | WebhookError::BadKey => Rejected::BadSignature,
@@ -87,6 +141,7 @@ pub async fn receive(
         })
     })?;
     let event_id = event.id.as_str().to_owned();
+    *kind = Some(event.type_.to_string());
     let (action, intent_id, metadata) = match event.data.object {
         EventObject::PaymentIntentSucceeded(intent) => (
             Action::Succeeded,
@@ -221,7 +276,7 @@ async fn apply(
             let already = payment.refunded().map_or(0, |m| m.amount);
             let delta = refunded_total - already;
             if delta <= 0 {
-                return Ok(Outcome::Ignored(format!(
+                return Ok(Outcome::Duplicate(format!(
                     "refunds up to {refunded_total} are already recorded"
                 )));
             }
@@ -244,7 +299,7 @@ async fn apply(
     };
     let metadata = CommandMetadata::system("stripe");
     match bus.execute::<Payment>(&id, command, &metadata).await {
-        Ok(committed) if committed.events == 0 => Ok(Outcome::Ignored(format!(
+        Ok(committed) if committed.events == 0 => Ok(Outcome::Duplicate(format!(
             "event {event_id} was already applied to payment {id}"
         ))),
         Ok(committed) => Ok(Outcome::Applied {
@@ -256,7 +311,7 @@ async fn apply(
         // nothing and is acknowledged (e.g. a failure after success).
         Err(CommandError::Rejected(reason)) => {
             tracing::warn!(event_id, payment = %id, %reason, "Stripe event changes nothing");
-            Ok(Outcome::Ignored(reason.to_string()))
+            Ok(Outcome::Refused(reason.to_string()))
         }
         Err(error) => Err(error),
     }

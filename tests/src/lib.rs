@@ -101,6 +101,7 @@ pub struct TestApp {
     /// The settings the server was built with (for running CLI subcommands against it).
     pub settings: Settings,
     server: actix_web::dev::ServerHandle,
+    shutdown: api::startup::Shutdown,
     /// Shared with a restarted server on the same database; dropped with the last one.
     _database: std::sync::Arc<TestDatabase>,
 }
@@ -154,6 +155,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         // Load tests send hundreds of requests from one address; rate-limit tests turn it on.
         rate_limits: None,
         auth: None,
+        http_shutdown_timeout: std::time::Duration::from_secs(30),
+        ready_max_lag_events: 10_000,
     };
     configure(&mut settings);
     start(settings, std::sync::Arc::new(database)).await
@@ -178,6 +181,7 @@ async fn start(settings: Settings, database: std::sync::Arc<TestDatabase>) -> Te
     let address = format!("http://127.0.0.1:{}", app.port());
     let bus = app.bus().clone();
     let server = app.handle();
+    let shutdown = app.shutdown();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
@@ -186,6 +190,7 @@ async fn start(settings: Settings, database: std::sync::Arc<TestDatabase>) -> Te
         client: reqwest::Client::new(),
         settings,
         server,
+        shutdown,
         _database: database,
     }
 }
@@ -201,6 +206,15 @@ impl TestApp {
             std::sync::Arc::clone(&self._database),
         )
         .await
+    }
+}
+
+impl TestApp {
+    /// Shuts this server down as SIGTERM would (drain requests, then stop background work
+    /// cleanly); the future can be spawned and awaited later while requests are in flight.
+    pub fn shutdown_gracefully(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let shutdown = self.shutdown.clone();
+        async move { shutdown.graceful().await }
     }
 }
 

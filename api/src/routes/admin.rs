@@ -177,7 +177,7 @@ async fn request(state: &AppState, raw: &str, action: Action) -> Result<HttpResp
     }
 }
 
-/// Prometheus exposition.
+/// Prometheus exposition, with the database gauges sampled from this server's database first.
 #[utoipa::path(
     get,
     path = "/metrics",
@@ -189,7 +189,7 @@ async fn request(state: &AppState, raw: &str, action: Action) -> Result<HttpResp
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render())
+        .body(crate::metrics::scrape(&state.pool, &state.metrics).await)
 }
 
 /// `GET /admin/sagas/{id}`: the order's or booking's saga, its state and every step it took.

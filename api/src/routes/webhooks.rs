@@ -33,12 +33,14 @@ pub async fn stripe(
         .get("stripe-signature")
         .and_then(|v| v.to_str().ok())
     else {
+        provider_events::record("unknown", "invalid_signature");
         return Err(ApiError::bad_request(
             "missing_signature",
             "the Stripe-Signature header is required",
         ));
     };
     let Ok(payload) = std::str::from_utf8(&body) else {
+        provider_events::record("unknown", "malformed");
         return Err(ApiError::bad_request(
             "malformed_event",
             "the body is not UTF-8",
@@ -73,6 +75,8 @@ pub async fn stripe(
             payment_id,
             position,
         } => serde_json::json!({"received": true, "payment_id": payment_id, "position": position}),
-        Outcome::Ignored(why) => serde_json::json!({"received": true, "ignored": why}),
+        Outcome::Ignored(why) | Outcome::Duplicate(why) | Outcome::Refused(why) => {
+            serde_json::json!({"received": true, "ignored": why})
+        }
     }))
 }

@@ -18,7 +18,7 @@
 use async_trait::async_trait;
 use rand::Rng;
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, PgConnection, PgPool};
+use sqlx::{ConnectOptions, Connection as _, PgConnection, PgPool};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -280,12 +280,26 @@ pub struct SubscriptionHandle {
     /// The checkpoint this process last committed for it (start while in standby).
     pub progress: watch::Receiver<Checkpoint>,
     task: JoinHandle<()>,
+    /// `true` asks the runner to stop after its current batch; the runner holds the only
+    /// receiver, so the channel closes when the runner has ended.
+    stop: watch::Sender<bool>,
 }
 
 impl SubscriptionHandle {
     /// Stops the runner (its connection closes, releasing the lock; an open batch rolls back).
+    /// A crash, as far as the subscription can tell; [`SubscriptionHandle::stop`] is the
+    /// clean way.
     pub fn abort(&self) {
         self.task.abort();
+    }
+
+    /// Stops the runner cleanly and waits until it has: the batch in progress commits with its
+    /// checkpoint, then the runner releases its advisory lock and closes its connection, so
+    /// another process can take over at once. A runner in standby just stops waiting.
+    /// Idempotent.
+    pub async fn stop(&self) {
+        self.stop.send_replace(true);
+        self.stop.closed().await;
     }
 
     /// Whether the runner's task has ended (it only ends when aborted or panicking).
@@ -317,39 +331,49 @@ impl Subscription {
         }
     }
 
-    /// Runs until the handle is dropped or aborted.
+    /// Runs until the handle is dropped, aborted or [stopped](SubscriptionHandle::stop).
     pub fn spawn(self) -> SubscriptionHandle {
         let name = self.handler.name().to_owned();
         let progress = self.progress.subscribe();
-        let task = tokio::spawn(self.run());
+        let (stop, stop_requested) = watch::channel(false);
+        let task = tokio::spawn(self.run(stop_requested));
         SubscriptionHandle {
             name,
             progress,
             task,
+            stop,
         }
     }
 
-    async fn run(self) {
+    async fn run(self, mut stop: watch::Receiver<bool>) {
         let name = self.handler.name().to_owned();
         let mut failures = 0;
-        loop {
-            match self.session().await {
-                Ok(()) => failures = 0,
+        while !*stop.borrow() {
+            match self.session(&mut stop).await {
+                Ok(()) => break,
                 Err(error) => {
                     failures += 1;
                     tracing::warn!(subscription = %name, %error, "subscription lost its connection; reconnecting");
                 }
             }
-            tokio::time::sleep(self.options.retry_delay(failures)).await;
+            tokio::select! {
+                () = tokio::time::sleep(self.options.retry_delay(failures)) => {}
+                () = stop_requested(&mut stop) => {}
+            }
         }
+        tracing::info!(subscription = %name, "subscription stopped");
     }
 
-    /// One connection's life: take the lock, then handle batches until something fails.
-    async fn session(&self) -> Result<(), sqlx::Error> {
+    /// One connection's life: take the lock, then handle batches until something fails
+    /// (`Err`) or a stop is requested (`Ok`, after releasing the lock).
+    async fn session(&self, stop: &mut watch::Receiver<bool>) -> Result<(), sqlx::Error> {
         let name = self.handler.name();
         let mut conn = dedicated_connection(&self.pool, &format!("subscription {name}")).await?;
         while !try_session_lock(&mut conn, keys::RUN, name).await? {
-            tokio::time::sleep(self.options.standby_interval).await;
+            tokio::select! {
+                () = tokio::time::sleep(self.options.standby_interval) => {}
+                () = stop_requested(stop) => return Ok(()),
+            }
         }
         tracing::info!(subscription = %name, "subscription running");
         ensure_row(&mut conn, name).await?;
@@ -363,6 +387,10 @@ impl Subscription {
         let mut settled = self.signal.subscribe_settled();
         let mut idle_backoff = Duration::from_millis(1);
         loop {
+            if *stop.borrow() {
+                release(conn).await;
+                return Ok(());
+            }
             if state.requests_due(self.options.poll_interval) {
                 self.serve_requests(&mut conn, &mut state).await?;
             }
@@ -380,6 +408,7 @@ impl Subscription {
                         tokio::select! {
                             _ = wake.changed() => {}
                             _ = settled.changed() => {}
+                            () = stop_requested(stop) => {}
                         }
                     })
                     .await;
@@ -389,8 +418,15 @@ impl Subscription {
                 }
                 Step::Idle { held_back: false } => {
                     idle_backoff = Duration::from_millis(1);
-                    // Any outcome (a wake-up, the poll timeout, a closed channel) means: look.
-                    let _ = tokio::time::timeout(self.options.poll_interval, wake.changed()).await;
+                    // Any outcome (a wake-up, the poll timeout, a closed channel, a stop) means:
+                    // look.
+                    let _ = tokio::time::timeout(self.options.poll_interval, async {
+                        tokio::select! {
+                            _ = wake.changed() => {}
+                            () = stop_requested(stop) => {}
+                        }
+                    })
+                    .await;
                 }
             }
         }
@@ -541,6 +577,26 @@ impl Subscription {
         )
         .await
     }
+}
+
+/// Resolves once a stop is requested; never if the handle is gone without asking (the handle
+/// aborts the task when dropped).
+async fn stop_requested(stop: &mut watch::Receiver<bool>) {
+    if stop.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Hands the subscription back at once: unlocking explicitly rather than by disconnecting,
+/// so the lock is free when this returns, not when the server notices the closed socket.
+async fn release(mut conn: PgConnection) {
+    if let Err(error) = sqlx::query("SELECT pg_advisory_unlock_all()")
+        .execute(&mut conn)
+        .await
+    {
+        tracing::debug!(%error, "could not unlock; closing the connection releases the lock");
+    }
+    let _ = conn.close().await;
 }
 
 /// The runner's memory between steps.

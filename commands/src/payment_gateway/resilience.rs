@@ -56,7 +56,9 @@ type Breaker = StateMachine<ConsecutiveFailures<Constant>, ()>;
 /// The breaker counts attempts, not calls: after `failure_threshold` consecutive unavailable
 /// attempts it answers [`PaymentGatewayError::CircuitOpen`] without calling for `cool_down`, then lets
 /// calls through half-open; the first failure there re-opens it and the first success closes it.
-/// Every call is counted in `reserva_gateway_calls_total{provider,operation,outcome}`.
+/// Every call is counted in `reserva_gateway_calls_total{provider,operation,outcome}` and timed
+/// (retries and back-off included) in `reserva_gateway_call_duration_seconds`; after each call
+/// `reserva_gateway_circuit_open{gateway}` is 1 while the breaker refuses calls, else 0.
 pub struct Resilient<G> {
     inner: G,
     policy: ResiliencePolicy,
@@ -72,6 +74,7 @@ impl<G: PaymentGateway> Resilient<G> {
                 backoff::constant(policy.cool_down),
             ))
             .build();
+        metrics::gauge!("reserva_gateway_circuit_open", "gateway" => inner.provider()).set(0.0);
         Self {
             inner,
             policy,
@@ -93,6 +96,7 @@ impl<G: PaymentGateway> Resilient<G> {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, PaymentGatewayError>>,
     {
+        let started = std::time::Instant::now();
         let attempt = || async {
             let timed = async {
                 tokio::time::timeout(self.policy.attempt_timeout, call())
@@ -142,6 +146,20 @@ impl<G: PaymentGateway> Resilient<G> {
             "outcome" => label,
         )
         .increment(1);
+        metrics::histogram!(
+            "reserva_gateway_call_duration_seconds",
+            "provider" => self.inner.provider(),
+            "operation" => operation,
+            "outcome" => label,
+        )
+        .record(started.elapsed().as_secs_f64());
+        let open = if self.breaker.is_call_permitted() {
+            0.0
+        } else {
+            1.0
+        };
+        metrics::gauge!("reserva_gateway_circuit_open", "gateway" => self.inner.provider())
+            .set(open);
         outcome
     }
 }

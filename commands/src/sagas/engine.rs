@@ -190,7 +190,9 @@ impl<F: Flow> SagaRunner<F> {
         prior: Option<Stored>,
         inputs: Vec<Routed<'_>>,
     ) -> Result<Option<Updated>, HandlerError> {
+        let started = prior.as_ref().map(|s| s.created_at);
         let (mut data, version) = prior.map_or((SagaData::default(), 0), |s| (s.data, s.version));
+        let started = started.or_else(|| inputs.first().map(|r| r.event.recorded_at));
         let mut steps = Vec::new();
         for routed in inputs {
             let before = data.clone();
@@ -211,6 +213,9 @@ impl<F: Flow> SagaRunner<F> {
                 .handle(&mut data, routed.input, routed.event.recorded_at)
                 .instrument(span)
                 .await?;
+            if data.state != before.state && data.state.is_end() {
+                record_end::<F>(data.state, started);
+            }
             if data != before || !fx.log.is_empty() {
                 steps.push(store::Step {
                     global_position: routed.event.position(),
@@ -232,6 +237,21 @@ impl<F: Flow> SagaRunner<F> {
             steps,
         }))
     }
+}
+
+/// `reserva_saga_duration_seconds{saga,outcome}`: from the saga's first event to the end
+/// state it just reached. A batch that rolls back and is handled again records it again.
+fn record_end<F: Flow>(state: super::SagaState, started: Option<chrono::DateTime<chrono::Utc>>) {
+    let Some(started) = started else {
+        return;
+    };
+    let seconds = (chrono::Utc::now() - started).as_seconds_f64().max(0.0);
+    metrics::histogram!(
+        "reserva_saga_duration_seconds",
+        "saga" => F::NAME,
+        "outcome" => state.as_str(),
+    )
+    .record(seconds);
 }
 
 fn parse_id(event: &FeedEvent) -> Result<Uuid, HandlerError> {

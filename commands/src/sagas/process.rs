@@ -47,6 +47,34 @@ pub enum SagaState {
 }
 
 impl SagaState {
+    /// Every state, for exporting a gauge per state (zero included).
+    pub const ALL: [Self; 10] = [
+        Self::New,
+        Self::Held,
+        Self::AwaitingPayment,
+        Self::Completed,
+        Self::StockFailed,
+        Self::PaymentFailed,
+        Self::Cancelled,
+        Self::Expired,
+        Self::Refunding,
+        Self::Refunded,
+    ];
+
+    /// Whether the flow has ended here: nothing is held and no call is pending. A completed
+    /// order can still be refunded later, so `completed` → `refunded` ends twice.
+    pub fn is_end(self) -> bool {
+        matches!(
+            self,
+            Self::Completed
+                | Self::StockFailed
+                | Self::PaymentFailed
+                | Self::Cancelled
+                | Self::Expired
+                | Self::Refunded
+        )
+    }
+
     /// The stored name.
     pub fn as_str(self) -> &'static str {
         match self {

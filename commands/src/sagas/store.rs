@@ -16,6 +16,8 @@ pub struct Stored {
     pub data: SagaData,
     /// Steps recorded so far.
     pub version: i32,
+    /// When its first event was handled (the start of `reserva_saga_duration_seconds`).
+    pub created_at: DateTime<Utc>,
 }
 
 /// One handled event of a saga's history.
@@ -56,15 +58,23 @@ pub async fn load(
     conn: &mut PgConnection,
     ids: &[Uuid],
 ) -> Result<HashMap<Uuid, Stored>, HandlerError> {
-    let rows: Vec<(Uuid, String, i32)> =
-        sqlx::query_as("SELECT id, data::text, version FROM saga_instances WHERE id = ANY($1)")
-            .bind(ids)
-            .fetch_all(&mut *conn)
-            .await?;
+    let rows: Vec<(Uuid, String, i32, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT id, data::text, version, created_at FROM saga_instances WHERE id = ANY($1)",
+    )
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await?;
     rows.into_iter()
-        .map(|(id, data, version)| {
+        .map(|(id, data, version, created_at)| {
             let data = serde_json::from_str(&data).map_err(|e| undecodable(id, &e))?;
-            Ok((id, Stored { data, version }))
+            Ok((
+                id,
+                Stored {
+                    data,
+                    version,
+                    created_at,
+                },
+            ))
         })
         .collect()
 }
@@ -247,4 +257,14 @@ pub async fn find(pool: &PgPool, id: Uuid) -> Result<Option<SagaView>, sqlx::Err
         updated_at,
         history,
     }))
+}
+
+/// `(saga_type, state, count)` of every saga, for the `reserva_saga_instances` gauge.
+///
+/// # Errors
+/// The query failed.
+pub async fn count_by_state(pool: &PgPool) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+    sqlx::query_as("SELECT saga_type, state, count(*) FROM saga_instances GROUP BY 1, 2")
+        .fetch_all(pool)
+        .await
 }

@@ -55,3 +55,21 @@ pub enum BookingCommand {
         amount: Money,
     },
 }
+
+impl BookingCommand {
+    /// The variant's name (`"Place"`): a bounded label for metrics and logs that
+    /// does not carry the command's data.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Place { .. } => "Place",
+            Self::MarkSeatsHeld => "MarkSeatsHeld",
+            Self::RejectSeats { .. } => "RejectSeats",
+            Self::RequestPayment { .. } => "RequestPayment",
+            Self::Confirm { .. } => "Confirm",
+            Self::FailPayment { .. } => "FailPayment",
+            Self::Cancel { .. } => "Cancel",
+            Self::Expire => "Expire",
+            Self::MarkRefunded { .. } => "MarkRefunded",
+        }
+    }
+}

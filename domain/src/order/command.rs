@@ -65,3 +65,21 @@ pub enum OrderCommand {
         amount: Money,
     },
 }
+
+impl OrderCommand {
+    /// The variant's name (`"Place"`): a bounded label for metrics and logs that
+    /// does not carry the command's data.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Place { .. } => "Place",
+            Self::ConfirmStockReserved => "ConfirmStockReserved",
+            Self::FailStock { .. } => "FailStock",
+            Self::RequestPayment { .. } => "RequestPayment",
+            Self::Complete { .. } => "Complete",
+            Self::FailPayment { .. } => "FailPayment",
+            Self::Cancel { .. } => "Cancel",
+            Self::Expire => "Expire",
+            Self::MarkRefunded { .. } => "MarkRefunded",
+        }
+    }
+}

@@ -50,3 +50,18 @@ pub enum PaymentCommand {
         amount: Money,
     },
 }
+
+impl PaymentCommand {
+    /// The variant's name (`"Create"`): a bounded label for metrics and logs that
+    /// does not carry the command's data.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Create { .. } => "Create",
+            Self::RequireAction { .. } => "RequireAction",
+            Self::Succeed { .. } => "Succeed",
+            Self::Fail { .. } => "Fail",
+            Self::Cancel { .. } => "Cancel",
+            Self::Refund { .. } => "Refund",
+        }
+    }
+}

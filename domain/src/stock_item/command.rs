@@ -89,3 +89,19 @@ pub enum StockItemCommand {
         reason: ReleaseReason,
     },
 }
+
+impl StockItemCommand {
+    /// The variant's name (`"Register"`): a bounded label for metrics and logs that
+    /// does not carry the command's data.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Register { .. } => "Register",
+            Self::Restock { .. } => "Restock",
+            Self::Adjust { .. } => "Adjust",
+            Self::Reserve { .. } => "Reserve",
+            Self::CommitReservation { .. } => "CommitReservation",
+            Self::ReturnReservation { .. } => "ReturnReservation",
+            Self::ReleaseReservation { .. } => "ReleaseReservation",
+        }
+    }
+}

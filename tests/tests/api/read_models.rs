@@ -761,7 +761,7 @@ async fn metrics_export_subscription_lag_and_projection_gauges_after_traffic() {
         wanted.push(format!("reserva_projection_lag_seconds_{series} "));
     }
 
-    // Act: the lag sampler runs every 5 s; give it a few rounds.
+    // Act: gauges are sampled on each scrape; the histogram needs a batch handled.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let (missing, response) = loop {
         let response = app.get("/metrics").await;

@@ -248,7 +248,7 @@ async fn metrics_show_how_many_items_are_low_and_depleted() {
     reserve(&app, "EDGE-1", 3).await;
     app.catch_up().await;
 
-    // Act: sample now rather than wait for the 5 s sampler. Gauges are the process's, and
+    // Act: sample now (as each scrape does too). Gauges are the process's, and
     // other tests' samplers set them from their own databases, so sample and read until a
     // read sees this app's values.
     let body = eventually("the stock gauges of this app", || async {
