@@ -39,9 +39,7 @@ pub struct ApiError {
     code: &'static str,
     detail: String,
     errors: Vec<FieldError>,
-    /// Sent as `retry-after` (seconds) when the client should come back later.
-    retry_after: Option<u64>,
-    /// Extra response headers (`WWW-Authenticate` on a 401).
+    /// Extra response headers (`WWW-Authenticate` on a 401, `retry-after` on a 429).
     headers: Vec<(header::HeaderName, String)>,
     /// Logged, never sent: the cause chain of an unexpected failure.
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
@@ -54,7 +52,6 @@ impl ApiError {
             code,
             detail: detail.into(),
             errors: Vec::new(),
-            retry_after: None,
             headers: Vec::new(),
             source: None,
         }
@@ -147,7 +144,8 @@ impl ApiError {
 
     /// Tells the client to retry after `seconds` (the `retry-after` header).
     pub fn with_retry_after(mut self, seconds: u64) -> Self {
-        self.retry_after = Some(seconds);
+        self.headers
+            .push((header::RETRY_AFTER, seconds.to_string()));
         self
     }
 
@@ -235,9 +233,6 @@ impl ResponseError for ApiError {
         };
         let mut response = HttpResponse::build(self.status);
         response.insert_header((header::CONTENT_TYPE, "application/problem+json"));
-        if let Some(seconds) = self.retry_after {
-            response.insert_header((header::RETRY_AFTER, seconds));
-        }
         for (name, value) in &self.headers {
             // A value that is not a valid header is dropped rather than failing the response.
             if let Ok(value) = header::HeaderValue::from_str(value) {
