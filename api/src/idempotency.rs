@@ -49,7 +49,7 @@ pub const HEADER: &str = "idempotency-key";
 pub const REPLAYED: &str = "idempotent-replayed";
 
 /// Longest key accepted.
-const MAX_KEY_LEN: usize = 255;
+pub const MAX_KEY_LEN: usize = 255;
 
 /// How long a claim protects a running command; far longer than any command takes (the
 /// pool's acquire timeout and the bus's bounded retries end one within seconds).

@@ -18,10 +18,11 @@ use projections::rebuild::Phase;
 use projections::schema::{MoneySchema, OrderItemSchema};
 use projections::status::ProjectionStatus;
 use serde::Serialize;
+use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{
-    ContentBuilder, HttpMethod, OpenApi as Document, Ref, RefOr, ResponseBuilder,
-    SecurityRequirement,
+    ContentBuilder, Header, HttpMethod, ObjectBuilder, OpenApi as Document, Ref, RefOr, Required,
+    ResponseBuilder, SecurityRequirement, Type,
 };
 use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_swagger_ui::SwaggerUi;
@@ -330,6 +331,11 @@ fn shared_problems(path: &str, method: &HttpMethod) -> Vec<(&'static str, &'stat
         ));
     }
     if command {
+        problems.push((
+            "409",
+            "The `Idempotency-Key` is still in flight with its first request \
+             (`idempotency_key_in_progress`); retry after `retry-after` seconds",
+        ));
         problems.push(("413", "The body is larger than the limit"));
         problems.push(("415", "The body is not application/json"));
         problems.push((
@@ -377,11 +383,24 @@ impl Modify for ProblemResponses {
             for (method, operation) in operations {
                 let Some(operation) = operation else { continue };
                 for (status, description) in shared_problems(path, &method) {
+                    let answer = if status == "429" {
+                        rate_limited(description)
+                    } else {
+                        problem(description)
+                    };
                     operation
                         .responses
                         .responses
                         .entry(status.to_owned())
-                        .or_insert_with(|| problem(description));
+                        .or_insert(answer);
+                }
+                if matches!(method, HttpMethod::Post)
+                    && (path.starts_with("/api/v1/") || path.starts_with("/admin/"))
+                {
+                    operation
+                        .parameters
+                        .get_or_insert_with(Vec::new)
+                        .push(RefOr::T(idempotency_key()));
                 }
                 if path.starts_with("/api/v1") || path.starts_with("/admin") {
                     operation.security = Some(vec![SecurityRequirement::new(
@@ -392,6 +411,63 @@ impl Modify for ProblemResponses {
             }
         }
     }
+}
+
+/// The optional `Idempotency-Key` header of every command POST (`crate::idempotency`).
+fn idempotency_key() -> utoipa::openapi::path::Parameter {
+    ParameterBuilder::new()
+        .name("Idempotency-Key")
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(
+            "Makes a retry safe: the same key and body within 24 h get the first answer back \
+             (`idempotent-replayed: true`) without running again; the same key with another \
+             body is 422 `idempotency_key_reused`. Scoped to the caller.",
+        ))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(crate::idempotency::MAX_KEY_LEN))
+                .pattern(Some("^[ -~]+$")),
+        ))
+        .build()
+}
+
+/// The 429 problem, with the headers that say when to come back.
+fn rate_limited(description: &str) -> RefOr<utoipa::openapi::Response> {
+    let seconds = |what: &str| {
+        let mut header = Header::new(ObjectBuilder::new().schema_type(Type::Integer));
+        header.description = Some(what.to_owned());
+        header
+    };
+    RefOr::T(
+        ResponseBuilder::new()
+            .description(description)
+            .header(
+                "retry-after",
+                seconds("Seconds until the spent budget resets"),
+            )
+            .header(
+                "x-ratelimit-limit",
+                seconds("Requests the budget allows per window"),
+            )
+            .header(
+                "x-ratelimit-remaining",
+                seconds("Requests left in the window"),
+            )
+            .header(
+                "x-ratelimit-reset",
+                seconds("Seconds until the window resets"),
+            )
+            .content(
+                "application/problem+json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build(),
+    )
 }
 
 /// A problem+json answer.

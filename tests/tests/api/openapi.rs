@@ -187,6 +187,22 @@ async fn the_document_is_openapi_3_and_describes_every_route() {
         if secured {
             response_schema(&doc, method, path, "401", "application/problem+json");
         }
+        let takes_key = operation["parameters"]
+            .as_array()
+            .is_some_and(|ps| ps.iter().any(|p| p["name"] == "Idempotency-Key"));
+        assert_eq!(
+            takes_key,
+            method == "post" && secured,
+            "{method} {path}: Idempotency-Key is documented on exactly the command POSTs"
+        );
+        if path != "/webhooks/stripe" {
+            let limited = &operation["responses"]["429"];
+            assert!(
+                limited["headers"]["retry-after"].is_object()
+                    && limited["headers"]["x-ratelimit-reset"].is_object(),
+                "{method} {path}: 429 documents retry-after and x-ratelimit-*"
+            );
+        }
     }
     assert!(missing.is_empty(), "undocumented routes: {missing:?}");
     let documented: usize = doc["paths"]
