@@ -6,9 +6,12 @@
 //! position, saga instances) are sampled from the scraped server's own database on each
 //! scrape, so those are checked exactly.
 
+use commands::{CommandBus, CommandMetadata};
+use domain::Quantity;
+use domain::stock_item::{StockItem, StockItemCommand};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use tests::{TestApp, eventually, spawn_app};
+use tests::{TestApp, eventually, register_product_command, spawn_app};
 
 /// One series of the text exposition: name, labels, value.
 #[derive(Debug, Clone, PartialEq)]
@@ -351,4 +354,51 @@ async fn a_scrape_after_an_order_flow_shows_commands_sagas_lag_and_webhooks() {
         1.0,
     );
     assert!(!body.contains(&id), "an order id leaked into a label");
+}
+
+#[tokio::test]
+async fn an_append_conflict_is_counted_as_a_retry_and_the_command_still_succeeds() {
+    // Arrange: instance A caches the item; instance B then appends behind its back, so A's next
+    // command decides on a stale version, loses the append and must retry.
+    let app = spawn_app().await;
+    let (a, b) = (
+        CommandBus::new(app.pool.clone()),
+        CommandBus::new(app.pool.clone()),
+    );
+    let meta = CommandMetadata::system("test");
+    a.execute::<StockItem>("RETRY-1", register_product_command("RETRY-1", 1, 0), &meta)
+        .await
+        .unwrap();
+    let restock = || StockItemCommand::Restock {
+        quantity: Quantity::new(2).unwrap(),
+    };
+    b.execute::<StockItem>("RETRY-1", restock(), &meta)
+        .await
+        .unwrap();
+
+    // Act
+    a.execute::<StockItem>("RETRY-1", restock(), &meta)
+        .await
+        .unwrap();
+
+    // Assert: nothing lost, and the scrape shows the retry and both restocks.
+    let item = app.bus.load::<StockItem>("RETRY-1").await.unwrap();
+    assert_eq!(item.on_hand(), 5);
+    let (_, samples) = scrape(&app).await;
+    at_least(
+        &samples,
+        "reserva_command_retries_total",
+        &[("aggregate", "stock_item")],
+        1.0,
+    );
+    at_least(
+        &samples,
+        "reserva_commands_total",
+        &[
+            ("aggregate", "stock_item"),
+            ("command", "Restock"),
+            ("outcome", "ok"),
+        ],
+        2.0,
+    );
 }
