@@ -7,12 +7,10 @@ use domain::stock_item::{StockItem, StockKind};
 use domain::{BookingId, CustomerId};
 use serde::Deserialize;
 
-use commands::CommandError;
-use domain::booking::BookingError;
 use projections::queries::{self, BookingView, Page};
 
 use super::params::{ReadParams, found, settle, wait_for};
-use super::{CancelBody, accepted_command, cancel_input, path_uuid};
+use super::{CancelBody, accepted_command, path_uuid};
 use crate::auth::Access;
 use crate::extract::{OptionalJson, RequestContext, ValidJson};
 use crate::problem::{ApiError, FieldError};
@@ -117,32 +115,7 @@ pub async fn cancel_booking(
     path: web::Path<String>,
     OptionalJson(body): OptionalJson<CancelBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let (id, reason) = cancel_input(&path, body)?;
-    let id = BookingId(id);
-    if !ctx.access.sees_everything() {
-        let owner = state
-            .bus
-            .load::<Booking>(&id.to_string())
-            .await?
-            .customer_id();
-        if owner.is_some_and(|owner| !ctx.access.may_act_for(owner.0)) {
-            // Someone else's booking answers exactly as an unknown one.
-            return Err(CommandError::Rejected(BookingError::NotFound).into());
-        }
-    }
-    let committed = state
-        .bus
-        .execute::<Booking>(
-            &id.to_string(),
-            BookingCommand::Cancel { reason },
-            &ctx.metadata(),
-        )
-        .await?;
-    Ok(accepted_command(
-        &id.to_string(),
-        &format!("/api/v1/bookings/{id}"),
-        committed,
-    ))
+    super::cancel::<Booking>(&state, &ctx, &path, body).await
 }
 
 /// Filters of `GET /api/v1/bookings`.

@@ -11,11 +11,16 @@ pub mod webhooks;
 
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
-use commands::Committed;
-use domain::Sku;
+use commands::bus::Routed;
+use commands::{CommandError, Committed};
+use domain::booking::{Booking, BookingCommand, BookingError};
+use domain::order::{Order, OrderCommand, OrderError};
+use domain::{CustomerId, DomainError, Sku};
 use serde::{Deserialize, Serialize};
 
+use crate::extract::RequestContext;
 use crate::problem::{ApiError, FieldError};
+use crate::state::AppState;
 use crate::validation::{Validator, accepted};
 
 /// Registers every route.
@@ -125,6 +130,79 @@ pub struct CancelBody {
     /// Why (at most 500 characters); `cancelled by customer` when absent.
     #[schema(max_length = 500)]
     reason: Option<String>,
+}
+
+/// An order or a booking: what the one cancel handler needs to know of it.
+trait Cancellable: Routed
+where
+    Self::Command: Clone + Send,
+{
+    /// Where it is read, e.g. `/api/v1/orders`.
+    const COLLECTION: &'static str;
+    /// Its customer, once placed.
+    fn owner(&self) -> Option<CustomerId>;
+    /// The command that cancels it.
+    fn cancel(reason: String) -> Self::Command;
+    /// The refusal an unknown one gets (and someone else's, so ids cannot be probed).
+    fn not_found() -> Self::Error;
+}
+
+impl Cancellable for Order {
+    const COLLECTION: &'static str = "/api/v1/orders";
+    fn owner(&self) -> Option<CustomerId> {
+        self.customer_id()
+    }
+    fn cancel(reason: String) -> OrderCommand {
+        OrderCommand::Cancel { reason }
+    }
+    fn not_found() -> OrderError {
+        OrderError::NotFound
+    }
+}
+
+impl Cancellable for Booking {
+    const COLLECTION: &'static str = "/api/v1/bookings";
+    fn owner(&self) -> Option<CustomerId> {
+        self.customer_id()
+    }
+    fn cancel(reason: String) -> BookingCommand {
+        BookingCommand::Cancel { reason }
+    }
+    fn not_found() -> BookingError {
+        BookingError::NotFound
+    }
+}
+
+/// `POST …/{id}/cancel` of an order or a booking: the caller must own it (anyone else's
+/// answers as an unknown one), then the aggregate decides whether it may still be cancelled.
+async fn cancel<A>(
+    state: &AppState,
+    ctx: &RequestContext,
+    raw_id: &str,
+    body: Option<CancelBody>,
+) -> Result<HttpResponse, ApiError>
+where
+    A: Cancellable,
+    A::Command: Clone + Send,
+    A::Error: DomainError,
+{
+    let (id, reason) = cancel_input(raw_id, body)?;
+    let id = id.to_string();
+    if !ctx.access.sees_everything() {
+        let owner = state.bus.load::<A>(&id).await?.owner();
+        if owner.is_some_and(|owner| !ctx.access.may_act_for(owner.0)) {
+            return Err(CommandError::Rejected(A::not_found()).into());
+        }
+    }
+    let committed = state
+        .bus
+        .execute::<A>(&id, A::cancel(reason), &ctx.metadata())
+        .await?;
+    Ok(accepted_command(
+        &id,
+        &format!("{}/{id}", A::COLLECTION),
+        committed,
+    ))
 }
 
 /// The id in the path and the reason of a cancel (the default one when the body or its

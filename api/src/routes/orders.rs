@@ -7,12 +7,10 @@ use domain::stock_item::StockItem;
 use domain::{CustomerId, OrderId, Quantity, Sku};
 use serde::Deserialize;
 
-use commands::CommandError;
-use domain::order::OrderError;
 use projections::queries::{self, OrderView, Page};
 
 use super::params::{ReadParams, found, settle, wait_for};
-use super::{CancelBody, accepted_command, cancel_input, path_uuid};
+use super::{CancelBody, accepted_command, path_uuid};
 use crate::auth::Access;
 use crate::extract::{OptionalJson, RequestContext, ValidJson};
 use crate::problem::{ApiError, FieldError};
@@ -166,32 +164,7 @@ pub async fn cancel_order(
     path: web::Path<String>,
     OptionalJson(body): OptionalJson<CancelBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let (id, reason) = cancel_input(&path, body)?;
-    let id = OrderId(id);
-    if !ctx.access.sees_everything() {
-        let owner = state
-            .bus
-            .load::<Order>(&id.to_string())
-            .await?
-            .customer_id();
-        if owner.is_some_and(|owner| !ctx.access.may_act_for(owner.0)) {
-            // Someone else's order answers exactly as an unknown one.
-            return Err(CommandError::Rejected(OrderError::NotFound).into());
-        }
-    }
-    let committed = state
-        .bus
-        .execute::<Order>(
-            &id.to_string(),
-            OrderCommand::Cancel { reason },
-            &ctx.metadata(),
-        )
-        .await?;
-    Ok(accepted_command(
-        &id.to_string(),
-        &format!("/api/v1/orders/{id}"),
-        committed,
-    ))
+    super::cancel::<Order>(&state, &ctx, &path, body).await
 }
 
 /// Filters of `GET /api/v1/orders`.
