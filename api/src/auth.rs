@@ -221,14 +221,10 @@ impl Authenticator {
     }
 }
 
-/// Platform endpoints stay open with auth on: the Stripe webhook (authenticated by its
-/// signature), health probes, metrics and the API description. `path` is the path as the
-/// router sees it (percent-decoded), so an encoded spelling cannot dodge the rules.
+/// Platform endpoints stay open with auth on ([`crate::routes::is_platform`]). `path` is the
+/// path as the router sees it (percent-decoded), so an encoded spelling cannot dodge the rules.
 pub fn is_exempt(path: &str) -> bool {
-    matches!(path, "/webhooks/stripe" | "/metrics" | "/openapi.json")
-        || path.starts_with("/health/")
-        || path == "/docs"
-        || path.starts_with("/docs/")
+    crate::routes::is_platform(path)
 }
 
 /// `/admin` and every write to stock items need role `admin`.

@@ -43,14 +43,9 @@ const LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
 const REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
 const RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
 
-/// Paths no budget covers: Stripe must always reach us, probes and scrapes must not be
-/// starved by a client's traffic, and the docs cost nothing.
+/// Paths no budget covers: the platform endpoints ([`crate::routes::is_platform`]).
 fn is_exempt(path: &str) -> bool {
-    matches!(
-        path,
-        "/webhooks/stripe" | "/metrics" | "/openapi.json" | "/docs"
-    ) || path.starts_with("/health/")
-        || path.starts_with("/docs/")
+    crate::routes::is_platform(path)
 }
 
 /// One budget.

@@ -75,6 +75,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(crate::openapi::service());
 }
 
+/// The platform endpoints: the Stripe webhook (authenticated by its signature), health probes,
+/// metrics and the API description. They need no token and spend no rate-limit budget: Stripe
+/// must always reach us, probes and scrapes must not be starved by a client's traffic, and the
+/// docs cost nothing.
+pub fn is_platform(path: &str) -> bool {
+    matches!(
+        path,
+        "/webhooks/stripe" | "/metrics" | "/openapi.json" | "/docs"
+    ) || path.starts_with("/health/")
+        || path.starts_with("/docs/")
+}
+
 /// A resource whose other methods answer 405 problem+json.
 fn resource(path: &str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(method_not_allowed))
