@@ -108,9 +108,23 @@ async fn intent_for(fake: &FakeStripe, owner_key: &str, id: &str) -> FakeIntent 
     .await
 }
 
+/// Delivers `body` as Stripe does: again after `503 payment_not_recorded`, which answers an
+/// event that can arrive before the saga has recorded the payment the intent belongs to.
 async fn post_webhook(app: &TestApp, body: &str) {
-    let response = app.post_stripe_webhook(body).await;
-    assert!(response.status().is_success(), "{}", response.status());
+    eventually("the webhook is accepted", || async {
+        let response = app.post_stripe_webhook(body).await;
+        let status = response.status();
+        if status.is_success() {
+            return Some(());
+        }
+        let problem: Value = response.json().await.unwrap_or(Value::Null);
+        assert!(
+            status == 503 && problem["code"] == "payment_not_recorded",
+            "{status}: {problem}"
+        );
+        None
+    })
+    .await;
 }
 
 async fn stock(app: &TestApp, sku: &str) -> Value {
