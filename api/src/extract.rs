@@ -182,7 +182,7 @@ impl FromRequest for RequestContext {
             .map_or_else(|| request_id.clone(), |c| c.0.clone());
         let traceparent = extensions
             .get::<tracing_actix_web::RootSpan>()
-            .and_then(|span| commands::trace_context::traceparent_of(span));
+            .and_then(|span| feed::trace_context::traceparent_of(span));
         let access = Access::of(req);
         std::future::ready(Ok(Self {
             correlation_id,

@@ -9,7 +9,7 @@ use api::configuration::Settings;
 use api::startup::Application;
 use api::{database, operate, seed, telemetry};
 use clap::Parser;
-use commands::feed::dead_letters::Action;
+use feed::dead_letters::Action;
 
 #[tokio::main]
 async fn main() -> ExitCode {

@@ -1,8 +1,8 @@
 //! The operator subcommands: `rebuild`, `projections`, `dead-letters`.
 
 use anyhow::{Context, bail};
-use commands::feed::dead_letters::{self, Action, Requested};
-use commands::feed::subscription::SubscriptionOptions;
+use feed::SubscriptionOptions;
+use feed::dead_letters::{self, Action, Requested};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use projections::read_model::Projection;
 use projections::rebuild::{self, Phase, Progress};
@@ -150,7 +150,7 @@ pub async fn request_dead_letter(pool: &PgPool, id: i64, action: Action) -> anyh
     let projection = catalog::find(&letter.subscription)
         .with_context(|| format!("no projection {}", letter.subscription))?;
     let handler = projection.handler(projection.table());
-    if dead_letters::serve_if_unattended(pool, handler.as_ref(), &SubscriptionOptions::default())
+    if feed::retry::serve_if_unattended(pool, handler.as_ref(), &SubscriptionOptions::default())
         .await?
     {
         let after = dead_letters::list(pool, Some(&letter.subscription), false, 1000).await?;

@@ -5,12 +5,12 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use commands::CommandBus;
 use commands::deadlines;
-use commands::feed::relay;
-use commands::feed::subscription::{Subscription, SubscriptionHandle, SubscriptionOptions};
 use commands::payment_gateway::{
     PaymentGateway, ResiliencePolicy, Resilient, SimulatedGateway, StripeGateway,
 };
 use commands::sagas::{BookingSaga, Flow, OrderSaga, SagaRunner};
+use feed::relay;
+use feed::{Subscription, SubscriptionHandle, SubscriptionOptions};
 use projections::catalog;
 use sqlx::PgPool;
 use std::net::TcpListener;

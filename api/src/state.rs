@@ -1,7 +1,7 @@
 //! What every handler can reach.
 
 use commands::CommandBus;
-use commands::feed::subscription::SubscriptionHandle;
+use feed::SubscriptionHandle;
 use metrics_exporter_prometheus::PrometheusHandle;
 use projections::catalog::Running;
 use sqlx::PgPool;

@@ -5,7 +5,7 @@
 //! Traces: every span also goes through an OpenTelemetry layer, so spans carry real W3C trace
 //! and span ids whether or not anything is exported. That is what lets a request's
 //! `traceparent` be accepted, answered, stored in event metadata and continued by sagas and
-//! projectors (see `commands::trace_context`). Spans are exported over OTLP/HTTP (protobuf)
+//! projectors (see `feed::trace_context`). Spans are exported over OTLP/HTTP (protobuf)
 //! only when `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set.
 
 use actix_web::HttpMessage;
@@ -168,12 +168,12 @@ pub async fn traceparent_header(
     let traceparent = req
         .extensions()
         .get::<RootSpan>()
-        .and_then(|span| commands::trace_context::traceparent_of(span))
+        .and_then(|span| feed::trace_context::traceparent_of(span))
         .and_then(|value| HeaderValue::from_str(&value).ok());
     let mut response = next.call(req).await?;
     if let Some(value) = traceparent {
         response.headers_mut().insert(
-            HeaderName::from_static(commands::trace_context::TRACEPARENT),
+            HeaderName::from_static(feed::trace_context::TRACEPARENT),
             value,
         );
     }
@@ -232,7 +232,7 @@ mod tests {
         // Act
         tracing::subscriber::with_default(subscriber, || {
             let span = tracing::info_span!("collector probe");
-            assert!(commands::trace_context::traceparent_of(&span).is_some());
+            assert!(feed::trace_context::traceparent_of(&span).is_some());
         });
         drop(guard);
 

@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use crate::cache::{AggregateCache, Cached};
 use crate::error::CommandError;
-use crate::feed::FeedSignal;
 use crate::locks::AggregateLocks;
 use crate::metadata::CommandMetadata;
 use crate::repository::EventRepository;
 use crate::store::{EventStore, event_store};
+use feed::FeedSignal;
 
 /// How a command that lost an optimistic-concurrency race is retried.
 #[derive(Debug, Clone, Copy)]

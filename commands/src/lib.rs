@@ -14,27 +14,20 @@
 //! - [`locks`]: in-process serialization of commands per aggregate.
 //! - [`metadata`]: [`CommandMetadata`] stored with each event.
 //! - [`error`]: the `CommandError` type.
-//! - [`feed`]: the ordered feed of every committed event and the in-process wake-up signal;
-//!   [`feed::relay`]: wake-ups between processes (`LISTEN`/`NOTIFY` outside the append);
-//!   [`feed::subscription`]: durable, single-runner subscribers with checkpoints;
-//!   [`feed::dead_letters`]: parked events, sequenced per aggregate, and operators' retry and
-//!   skip.
 //! - [`payment_gateway`]: the payment provider (Stripe or simulated) behind retries and a
 //!   breaker.
 //! - [`provider_events`]: verified Stripe webhooks turned into Payment commands.
 //! - [`reconcile`]: the provider's intents compared with the Payment aggregates.
 //! - [`sagas`]: the order and booking process managers on the feed.
-//! - [`trace_context`]: W3C `traceparent` stored with events and continued by their handlers.
 //!
 //! # Rules this crate keeps
-//! Depends on `domain`, never on HTTP or on the read side.
+//! Depends on `domain` and `feed`, never on HTTP or on the read side.
 #![warn(missing_docs)]
 
 pub mod bus;
 pub mod cache;
 pub mod deadlines;
 pub mod error;
-pub mod feed;
 pub mod locks;
 pub mod metadata;
 pub mod payment_gateway;
@@ -43,7 +36,6 @@ pub mod reconcile;
 pub mod repository;
 pub mod sagas;
 pub mod store;
-pub mod trace_context;
 
 pub use bus::{CommandBus, Committed, RetryPolicy};
 pub use error::CommandError;

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use uuid::Uuid;
 
-use crate::trace_context;
+use feed::trace_context;
 
 /// Metadata copied onto each event of a command.
 ///

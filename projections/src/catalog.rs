@@ -1,7 +1,7 @@
 //! Every projection the service runs, and starting them.
 
-use commands::FeedSignal;
-use commands::feed::subscription::{Subscription, SubscriptionHandle, SubscriptionOptions};
+use feed::FeedSignal;
+use feed::{Subscription, SubscriptionHandle, SubscriptionOptions};
 use sqlx::PgPool;
 
 use crate::models::bookings::Bookings;

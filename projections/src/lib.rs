@@ -1,7 +1,7 @@
 //! The read side of Reserva: read models fed by the ordered event feed, the queries over them,
 //! and their rebuild.
 //!
-//! Each read model is a durable subscription (see `commands::feed::subscription`): it applies a
+//! Each read model is a durable subscription (see `feed::runner`): it applies a
 //! batch and advances its checkpoint in one transaction, so no crash can double-apply or skip
 //! an event. A rebuild fills shadow tables from position zero while the live tables keep
 //! answering, then swaps them in one transaction.

@@ -9,15 +9,16 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use commands::FeedEvent;
-use commands::feed::subscription::{Handler, HandlerError};
 use cqrs_es::Aggregate;
+use feed::FeedEvent;
+use feed::{Handler, HandlerError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::PgConnection;
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use tokio::sync::OnceCell;
 
 /// Where and when the event being applied was recorded.
 #[derive(Debug, Clone, Copy)]
@@ -115,6 +116,9 @@ pub struct Projector<M> {
     load: String,
     delete: String,
     insert: String,
+    /// `INSERT … ON CONFLICT (id) DO UPDATE` naming every column, built from the table's
+    /// catalogue on first use.
+    upsert: OnceCell<String>,
     model: PhantomData<fn() -> M>,
 }
 
@@ -132,6 +136,7 @@ impl<M: ReadModel> Projector<M> {
             insert: format!(
                 "INSERT INTO {table} SELECT * FROM jsonb_populate_recordset(NULL::{table}, $1::jsonb)"
             ),
+            upsert: OnceCell::new(),
             model: PhantomData,
         }
     }
@@ -145,7 +150,7 @@ impl<M: ReadModel> Projector<M> {
         let keys = distinct_keys(events, |_| true);
         let mut rows = self.load(conn, &keys).await?;
         fold::<M>(&mut rows, events)?;
-        self.store(conn, &rows, true).await
+        self.store(conn, &rows).await
     }
 
     /// The stored rows of `keys` (absent keys have no row).
@@ -168,33 +173,97 @@ impl<M: ReadModel> Projector<M> {
         Ok(rows)
     }
 
-    /// Replaces the rows of every key in `rows` (a `None` deletes). `replace` = false skips the
-    /// delete when no key can have a stored row yet.
-    async fn store(
+    /// Writes every row of `rows` by key: live rows are upserted, ended ones (`None`) deleted.
+    /// Both statements find their rows through the primary key whatever the table's
+    /// statistics, so a young or never-analyzed table is not scanned per batch.
+    pub(crate) async fn store(
         &self,
         conn: &mut PgConnection,
         rows: &Rows<M>,
-        replace: bool,
     ) -> Result<(), HandlerError> {
-        if replace {
-            let keys: Vec<&String> = rows.keys().collect();
+        let ended: Vec<&String> = rows
+            .iter()
+            .filter_map(|(key, row)| row.is_none().then_some(key))
+            .collect();
+        if !ended.is_empty() {
             sqlx::query(&self.delete)
-                .bind(keys)
+                .bind(ended)
                 .execute(&mut *conn)
                 .await?;
         }
         let live: Vec<&M::Row> = rows.values().flatten().collect();
+        if live.is_empty() {
+            return Ok(());
+        }
+        let upsert = self.upsert_sql(conn).await?;
         for chunk in live.chunks(INSERT_CHUNK) {
-            let json = serde_json::to_string(chunk).map_err(|e| {
-                HandlerError::Rejected(format!("{} rows do not encode: {e}", M::NAME))
-            })?;
-            sqlx::query(&self.insert)
-                .bind(json)
+            sqlx::query(upsert)
+                .bind(encode::<M>(chunk)?)
                 .execute(&mut *conn)
                 .await?;
         }
         Ok(())
     }
+
+    /// Replaces the rows of every key in `rows` by deleting and inserting them: only for a
+    /// rebuild's shadow table, which has no key index while it is bulk-loaded and which no
+    /// reader sees until the swap.
+    async fn replace(&self, conn: &mut PgConnection, rows: &Rows<M>) -> Result<(), HandlerError> {
+        let keys: Vec<&String> = rows.keys().collect();
+        sqlx::query(&self.delete)
+            .bind(keys)
+            .execute(&mut *conn)
+            .await?;
+        let live: Vec<&M::Row> = rows.values().flatten().collect();
+        for chunk in live.chunks(INSERT_CHUNK) {
+            sqlx::query(&self.insert)
+                .bind(encode::<M>(chunk)?)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn upsert_sql(&self, conn: &mut PgConnection) -> Result<&str, HandlerError> {
+        let table = &self.table;
+        self.upsert
+            .get_or_try_init(|| async {
+                let columns = table_columns(conn, table).await?;
+                let set: Vec<&String> = columns.iter().filter(|c| *c != "id").collect();
+                let names = set.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ");
+                let excluded = set
+                    .iter()
+                    .map(|c| format!("EXCLUDED.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                Ok::<_, HandlerError>(format!(
+                    "INSERT INTO {table} SELECT * FROM jsonb_populate_recordset(NULL::{table}, $1::jsonb) \
+                     ON CONFLICT (id) DO UPDATE SET ({names}) = ROW({excluded})"
+                ))
+            })
+            .await
+            .map(String::as_str)
+    }
+}
+
+/// Rows as the JSON array `jsonb_populate_recordset` reads.
+fn encode<M: ReadModel>(rows: &[&M::Row]) -> Result<String, HandlerError> {
+    serde_json::to_string(rows)
+        .map_err(|e| HandlerError::Rejected(format!("{} rows do not encode: {e}", M::NAME)))
+}
+
+/// The column names of `table`, in order.
+pub(crate) async fn table_columns(
+    conn: &mut PgConnection,
+    table: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT attname::text FROM pg_attribute \
+         WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+    )
+    .bind(table)
+    .fetch_all(&mut *conn)
+    .await
 }
 
 /// Rows per `INSERT` statement.
@@ -272,13 +341,7 @@ async fn copy_rows<'r, M: ReadModel>(
     table: &str,
     rows: impl Iterator<Item = &'r M::Row>,
 ) -> Result<(), HandlerError> {
-    let columns: Vec<String> = sqlx::query_scalar(
-        "SELECT attname::text FROM pg_attribute \
-         WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
-    )
-    .bind(table)
-    .fetch_all(&mut *conn)
-    .await?;
+    let columns = table_columns(conn, table).await?;
     let encode = |e: serde_json::Error| {
         HandlerError::Rejected(format!("{} rows do not encode: {e}", M::NAME))
     };
@@ -365,7 +428,7 @@ impl<M: ReadModel> Bulk for BulkProjector<M> {
 
     async fn flush(&mut self, conn: &mut PgConnection) -> Result<(), HandlerError> {
         if self.spilled {
-            self.projector.store(conn, &self.rows, true).await?;
+            self.projector.replace(conn, &self.rows).await?;
         } else {
             // Every row is new: COPY them in, several times faster than any INSERT.
             copy_rows::<M>(conn, &self.projector.table, self.rows.values().flatten()).await?;

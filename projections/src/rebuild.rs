@@ -7,11 +7,9 @@
 //! Readers block for the instant of the rename and then read the new table; none sees an
 //! empty or half-built one.
 
-use commands::Checkpoint;
-use commands::feed::subscription::{self, Handler};
-use commands::feed::{self, FeedEvent};
+use feed::{Checkpoint, FeedEvent, Handler, HandlerError, checkpoint, dead_letters, locks};
 use futures::TryStreamExt;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{Connection as _, PgConnection, PgPool};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -100,16 +98,16 @@ pub async fn rebuild(
     progress: &watch::Sender<Progress>,
 ) -> Result<Report, RebuildError> {
     let name = projection.name();
-    let mut conn = subscription::dedicated_connection(pool, &format!("rebuild {name}")).await?;
-    if !subscription::try_session_lock(&mut conn, subscription::keys::REBUILD, name).await? {
+    let mut conn = locks::dedicated_connection(pool, &format!("rebuild {name}")).await?;
+    if !locks::try_session_lock(&mut conn, locks::keys::REBUILD, name).await? {
         return Err(RebuildError::AlreadyRunning(name.to_owned()));
     }
     let shadow = format!("{}__rebuild", projection.table());
     let result = build_and_swap(pool, &mut conn, projection, &shadow, progress).await;
     if result.is_err() {
         progress.send_modify(|p| p.phase = Phase::Failed);
-        // A failure can leave a transaction open on the connection.
-        let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
+        // Every transaction of the build is a guard: the one that failed was rolled back when
+        // dropped, before this statement runs.
         let dropped = sqlx::query(&format!("DROP TABLE IF EXISTS {shadow}"))
             .execute(&mut conn)
             .await;
@@ -165,10 +163,10 @@ async fn build_and_swap(
 
     progress.send_modify(|p| p.phase = Phase::CatchingUp);
     loop {
-        sqlx::query("BEGIN").execute(&mut *conn).await?;
-        let events = feed::read_after(conn, at, &types, BATCH as i64).await?;
-        at = apply(conn, &handler, &events, at, progress).await?;
-        sqlx::query("COMMIT").execute(&mut *conn).await?;
+        let mut tx = conn.begin().await?;
+        let events = feed::read_after(&mut tx, at, &types, BATCH as i64).await?;
+        at = apply(&mut tx, &handler, &events, at, progress).await?;
+        tx.commit().await?;
         if events.len() < BATCH {
             break;
         }
@@ -176,38 +174,38 @@ async fn build_and_swap(
 
     tracing::debug!(projection = name, elapsed = ?started.elapsed(), "caught up");
     progress.send_modify(|p| p.phase = Phase::Swapping);
-    sqlx::query("BEGIN").execute(&mut *conn).await?;
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-        .bind(format!("{}{name}", subscription::keys::SWAP))
-        .execute(&mut *conn)
-        .await?;
+    let mut tx = conn.begin().await?;
+    locks::swap_exclusive(&mut tx, name).await?;
     // The live runner is between batches now. Everything up to `head` is settled, so the
     // shadow holds exactly the events up to it once this loop ends.
-    let head = feed::head(conn).await?.unwrap_or(Checkpoint::START).max(at);
+    let head = feed::head(&mut tx)
+        .await?
+        .unwrap_or(Checkpoint::START)
+        .max(at);
     loop {
-        let events = feed::read_range(conn, at, head, &types, BATCH as i64).await?;
-        at = apply(conn, &handler, &events, at, progress).await?;
+        let events = feed::read_range(&mut tx, at, head, &types, BATCH as i64).await?;
+        at = apply(&mut tx, &handler, &events, at, progress).await?;
         if events.len() < BATCH {
             break;
         }
     }
     let old = format!("{live}__old");
     sqlx::query(&format!("DROP TABLE IF EXISTS {old}"))
-        .execute(&mut *conn)
+        .execute(&mut *tx)
         .await?;
     sqlx::query(&format!("ALTER TABLE {live} RENAME TO {old}"))
-        .execute(&mut *conn)
+        .execute(&mut *tx)
         .await?;
     sqlx::query(&format!("ALTER TABLE {shadow} RENAME TO {live}"))
-        .execute(&mut *conn)
+        .execute(&mut *tx)
         .await?;
     for index in &indexes {
-        index.take_name(conn, live, &old).await?;
+        index.take_name(&mut tx, live, &old).await?;
     }
-    subscription::ensure_row(conn, name).await?;
-    subscription::store_checkpoint(conn, name, head).await?;
-    commands::feed::dead_letters::supersede(conn, name).await?;
-    sqlx::query("COMMIT").execute(&mut *conn).await?;
+    checkpoint::ensure_row(&mut tx, name).await?;
+    checkpoint::store(&mut tx, name, head).await?;
+    dead_letters::supersede(&mut tx, name).await?;
+    tx.commit().await?;
     sqlx::query(&format!("DROP TABLE {old}"))
         .execute(&mut *conn)
         .await?;
@@ -325,8 +323,7 @@ async fn bulk_build(
     progress: &watch::Sender<Progress>,
 ) -> Result<Checkpoint, RebuildError> {
     let name = projection.name();
-    let mut reader =
-        subscription::streaming_connection(pool, &format!("rebuild {name} reader")).await?;
+    let mut reader = locks::streaming_connection(pool, &format!("rebuild {name} reader")).await?;
     // The stream sorts one type's events of the whole table; with the default 4 MB it spills
     // to disk (an external merge) before the first row arrives.
     sqlx::query("SET work_mem = '256MB'")
@@ -361,7 +358,7 @@ async fn bulk_build(
             }
         }
     });
-    let handler_error = |e: commands::feed::subscription::HandlerError| RebuildError::Handler {
+    let handler_error = |e: HandlerError| RebuildError::Handler {
         name: name.to_owned(),
         message: e.to_string(),
     };

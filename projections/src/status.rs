@@ -1,7 +1,7 @@
 //! Where each projection stands, and what holds the feed back.
 
 use chrono::{DateTime, Utc};
-use commands::feed;
+use feed::oldest_transaction_age;
 use serde::Serialize;
 use sqlx::PgPool;
 
@@ -22,7 +22,7 @@ pub struct ProjectionStatus {
     pub lag_events: i64,
     /// Age of the oldest settled event not yet handled (0 when caught up).
     pub lag_seconds: f64,
-    /// Dead letters still parked or waiting.
+    /// Dead letters still holding their aggregate (retrying, parked or waiting).
     pub open_dead_letters: i64,
 }
 
@@ -59,7 +59,7 @@ pub struct SubscriptionLag {
     pub lag_events: i64,
     /// Age of the oldest settled event not yet handled (0 when caught up).
     pub lag_seconds: f64,
-    /// Dead letters still parked or waiting.
+    /// Dead letters still holding their aggregate (retrying, parked or waiting).
     pub open_dead_letters: i64,
 }
 
@@ -97,7 +97,7 @@ pub async fn subscription(pool: &PgPool, name: &str) -> Result<SubscriptionLag, 
     .await?;
     let open_dead_letters: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM dead_letters \
-         WHERE subscription = $1 AND status IN ('parked', 'waiting')",
+         WHERE subscription = $1 AND status IN ('retrying', 'parked', 'waiting')",
     )
     .bind(name)
     .fetch_one(pool)
@@ -141,7 +141,7 @@ pub async fn lag_events_capped(pool: &PgPool, name: &str, cap: i64) -> Result<i6
 /// Any database error; gauges sampled before it keep their new values.
 pub async fn sample_once(pool: &PgPool) -> Result<(), sqlx::Error> {
     let mut conn = pool.acquire().await?;
-    let age = feed::oldest_transaction_age(&mut conn).await?;
+    let age = oldest_transaction_age(&mut conn).await?;
     drop(conn);
     metrics::gauge!("reserva_feed_oldest_transaction_age_seconds").set(age);
     for name in catalog::names() {

@@ -1,8 +1,6 @@
 //! Read-your-writes: wait until a projection has handled a given position.
 
-use commands::Checkpoint;
-use commands::feed;
-use commands::feed::subscription;
+use feed::{Checkpoint, checkpoint};
 use sqlx::PgPool;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -80,19 +78,20 @@ pub async fn until_reached(
         let local_at = local.as_ref().map(|rx| *rx.borrow());
         let reached = match local_at {
             Some(at) if at != Checkpoint::START => at >= target,
-            _ => {
-                subscription::stored_checkpoint(&mut *pool.acquire().await?, name).await? >= target
-            }
+            _ => checkpoint::stored(&mut *pool.acquire().await?, name).await? >= target,
         };
         if reached {
-            return if parked(pool, name, position).await? {
-                Err(WaitError::Parked {
-                    name: name.to_owned(),
-                    position,
-                })
-            } else {
-                Ok(())
-            };
+            match held(pool, name, position).await? {
+                Held::No => return Ok(()),
+                Held::Parked => {
+                    return Err(WaitError::Parked {
+                        name: name.to_owned(),
+                        position,
+                    });
+                }
+                // Passed but set aside for a retry that may well succeed: keep waiting.
+                Held::Retrying => {}
+            }
         }
         let now = Instant::now();
         if now >= deadline {
@@ -108,14 +107,45 @@ pub async fn until_reached(
     }
 }
 
-/// Whether `name` parked (or queued behind a parked event) the event at `position`.
-async fn parked(pool: &PgPool, name: &str, position: i64) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM dead_letters WHERE subscription = $1 \
-           AND global_position = $2 AND status IN ('parked', 'waiting'))",
+/// Whether a projection that passed an event has applied it.
+enum Held {
+    /// Applied (or never held).
+    No,
+    /// Held behind a failing event of its aggregate that is still being retried.
+    Retrying,
+    /// Held behind an event parked for an operator.
+    Parked,
+}
+
+/// Whether `name` holds the event at `position` in its dead letters, and behind what.
+async fn held(pool: &PgPool, name: &str, position: i64) -> Result<Held, sqlx::Error> {
+    let head: Option<String> = sqlx::query_scalar(
+        "SELECT h.status FROM dead_letters d \
+         JOIN dead_letters h ON h.subscription = d.subscription \
+          AND h.aggregate_type = d.aggregate_type AND h.aggregate_id = d.aggregate_id \
+          AND h.status IN ('retrying', 'parked') \
+         WHERE d.subscription = $1 AND d.global_position = $2 \
+           AND d.status IN ('retrying', 'parked', 'waiting') \
+         ORDER BY h.status = 'parked' DESC LIMIT 1",
     )
     .bind(name)
     .bind(position)
-    .fetch_one(pool)
-    .await
+    .fetch_optional(pool)
+    .await?;
+    Ok(match head.as_deref() {
+        None => {
+            // A `waiting` letter whose head was just resolved is still about to be applied.
+            let open: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM dead_letters WHERE subscription = $1 \
+                   AND global_position = $2 AND status = 'waiting')",
+            )
+            .bind(name)
+            .bind(position)
+            .fetch_one(pool)
+            .await?;
+            if open { Held::Retrying } else { Held::No }
+        }
+        Some("parked") => Held::Parked,
+        Some(_) => Held::Retrying,
+    })
 }

@@ -454,7 +454,7 @@ where
 /// feed may hand it out yet. Once every writer has committed, a subscription whose checkpoint
 /// reached this has handled everything. (The highest `global_position` alone is not enough: a
 /// later transaction can hold a lower position.)
-pub async fn feed_end(pool: &PgPool) -> commands::Checkpoint {
+pub async fn feed_end(pool: &PgPool) -> feed::Checkpoint {
     let row: Option<(i64, i64)> = sqlx::query_as(
         "SELECT transaction_id::text::bigint, global_position FROM events \
          ORDER BY events.transaction_id DESC, events.global_position DESC LIMIT 1",
@@ -463,8 +463,8 @@ pub async fn feed_end(pool: &PgPool) -> commands::Checkpoint {
     .await
     .expect("read the end of the feed");
     row.map_or(
-        commands::Checkpoint::START,
-        |(transaction_id, global_position)| commands::Checkpoint {
+        feed::Checkpoint::START,
+        |(transaction_id, global_position)| feed::Checkpoint {
             transaction_id,
             global_position,
         },
@@ -473,11 +473,11 @@ pub async fn feed_end(pool: &PgPool) -> commands::Checkpoint {
 
 /// Waits (bounded) until subscription `name` has stored a checkpoint at or past
 /// [`feed_end`] as it is now; returns that end.
-pub async fn wait_until_caught_up(pool: &PgPool, name: &str) -> commands::Checkpoint {
+pub async fn wait_until_caught_up(pool: &PgPool, name: &str) -> feed::Checkpoint {
     let end = feed_end(pool).await;
     eventually(&format!("subscription {name} to reach {end}"), || async {
         let mut conn = pool.acquire().await.expect("connection");
-        let at = commands::feed::subscription::stored_checkpoint(&mut conn, name)
+        let at = feed::checkpoint::stored(&mut conn, name)
             .await
             .expect("stored checkpoint");
         (at >= end).then_some(())
@@ -520,10 +520,9 @@ impl TestApp {
     /// the pool, as another process would: the lock holds until the connection is closed
     /// or dropped.
     pub async fn hold_lock(&self, lock: &str) -> sqlx::PgConnection {
-        let mut conn =
-            commands::feed::subscription::dedicated_connection(&self.pool, "test lock holder")
-                .await
-                .expect("a connection of its own");
+        let mut conn = feed::locks::dedicated_connection(&self.pool, "test lock holder")
+            .await
+            .expect("a connection of its own");
         sqlx::query(lock)
             .execute(&mut conn)
             .await

@@ -1,7 +1,7 @@
 //! Operations: projections and their rebuilds, dead letters, sagas.
 
 use actix_web::{HttpResponse, web};
-use commands::feed::dead_letters::{self, Action, Requested};
+use feed::dead_letters::{self, Action, Requested};
 use projections::{catalog, status};
 use serde::{Deserialize, Serialize};
 
@@ -40,7 +40,7 @@ pub async fn list_projections(state: web::Data<AppState>) -> Result<HttpResponse
             running_here: state
                 .projections
                 .get(status.name)
-                .is_some_and(|h| *h.progress.borrow() != commands::Checkpoint::START),
+                .is_some_and(|h| *h.progress.borrow() != feed::Checkpoint::START),
             rebuild: state.rebuilds.state(status.name),
             status,
         })

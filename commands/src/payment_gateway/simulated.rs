@@ -13,7 +13,7 @@ use domain::{Money, Owner, PaymentId};
 use serde_json::{Value, json};
 use stripe_webhook::Webhook;
 
-use crate::trace_context;
+use feed::trace_context;
 
 use super::{Intent, IntentRequest, PaymentGateway, PaymentGatewayError, ProviderIntent};
 

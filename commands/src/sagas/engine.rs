@@ -21,11 +21,11 @@ use uuid::Uuid;
 use super::Flow;
 use super::process::{Effects, Input, PaymentFact, Process, SagaData};
 use super::store::{self, Stored, Updated};
-use crate::feed::FeedEvent;
-use crate::feed::subscription::{Handler, HandlerError};
 use crate::payment_gateway::PaymentGateway;
-use crate::trace_context;
 use crate::{CommandBus, CommandMetadata};
+use feed::FeedEvent;
+use feed::trace_context;
+use feed::{Handler, HandlerError};
 
 /// Sagas handled at once within a batch.
 const CONCURRENCY: usize = 32;

@@ -15,9 +15,9 @@ use uuid::Uuid;
 
 use super::{Flow, Line, OwnerFact, OwnerStep};
 use crate::bus::Routed;
-use crate::feed::subscription::HandlerError;
 use crate::payment_gateway::{IntentRequest, PaymentGateway, PaymentGatewayError};
 use crate::{CommandBus, CommandError, CommandMetadata};
+use feed::HandlerError;
 
 /// Where a saga is.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

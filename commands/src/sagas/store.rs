@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use super::process::{Effect, SagaData, SagaState};
-use crate::feed::subscription::HandlerError;
+use feed::HandlerError;
 
 /// A saga as stored.
 #[derive(Debug, Clone)]

@@ -2,12 +2,12 @@
 //! nothing twice: the batch rolls back with its checkpoint, and the next runner redoes it.
 
 use async_trait::async_trait;
-use commands::feed::subscription::{
-    self, Handler, HandlerError, Subscription, SubscriptionOptions,
-};
-use commands::{Checkpoint, CommandBus, CommandError, CommandMetadata, FeedEvent};
+use commands::{CommandBus, CommandError, CommandMetadata};
 use domain::stock_item::{ReleaseReason, StockItem, StockItemCommand};
 use domain::{OrderId, Owner, Quantity, ReservationId};
+use feed::{
+    Checkpoint, FeedEvent, Handler, HandlerError, Subscription, SubscriptionOptions, checkpoint,
+};
 use futures::future::join_all;
 use projections::rebuild::{self, Phase, Progress};
 use serde_json::Value;
@@ -182,7 +182,7 @@ async fn a_projector_killed_before_its_commit_neither_loses_nor_doubles_an_event
         .unwrap();
     doomed.abort();
     let mut conn = pool.acquire().await.unwrap();
-    let at_crash = subscription::stored_checkpoint(&mut conn, projection.name())
+    let at_crash = checkpoint::stored(&mut conn, projection.name())
         .await
         .unwrap();
     drop(conn);

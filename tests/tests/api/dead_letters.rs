@@ -2,13 +2,13 @@
 //! flows; an operator's retry or skip releases the chain in order.
 
 use async_trait::async_trait;
-use commands::feed::dead_letters::{self, Action, DeadLetter, Requested};
-use commands::feed::subscription::{
-    Handler, HandlerError, Subscription, SubscriptionHandle, SubscriptionOptions,
-};
-use commands::{CommandBus, CommandMetadata, FeedEvent};
+use commands::{CommandBus, CommandMetadata};
 use domain::Quantity;
 use domain::stock_item::{StockItem, StockItemCommand, StockItemEvent};
+use feed::dead_letters::{self, Action, DeadLetter, Requested};
+use feed::{
+    FeedEvent, Handler, HandlerError, Subscription, SubscriptionHandle, SubscriptionOptions,
+};
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use std::sync::Arc;

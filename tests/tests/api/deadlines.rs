@@ -9,10 +9,10 @@
 use api::configuration::{GatewaySettings, Settings};
 use chrono::{DateTime, Utc};
 use commands::deadlines::{self, Expired, ORDER_DEADLINES};
-use commands::feed::subscription::SubscriptionOptions;
 use commands::{CommandBus, CommandMetadata};
 use domain::order::{Order, OrderCommand, OrderItem};
 use domain::{Currency, CustomerId, Money, Quantity, Sku};
+use feed::SubscriptionOptions;
 use projections::catalog;
 use projections::rebuild::{self, Phase, Progress};
 use serde_json::{Value, json};

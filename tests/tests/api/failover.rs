@@ -2,10 +2,10 @@
 //! when the one holding the subscription dies the other takes over without a gap.
 
 use async_trait::async_trait;
-use commands::feed::subscription::{Handler, HandlerError, Subscription, SubscriptionOptions};
-use commands::{CommandBus, CommandMetadata, FeedEvent, FeedSignal};
+use commands::{CommandBus, CommandMetadata};
 use domain::Quantity;
 use domain::stock_item::{StockItem, StockItemCommand};
+use feed::{FeedEvent, FeedSignal, Handler, HandlerError, Subscription, SubscriptionOptions};
 use sqlx::PgConnection;
 use std::sync::Arc;
 use std::time::Duration;

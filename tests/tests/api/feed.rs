@@ -1,13 +1,13 @@
 //! The ordered feed: a transaction that commits after a later one is never skipped.
 
 use async_trait::async_trait;
-use commands::feed::subscription::{
-    self, Handler, HandlerError, Subscription, SubscriptionOptions,
-};
-use commands::feed::{self, Checkpoint};
-use commands::{CommandMetadata, FeedEvent, FeedSignal};
+use commands::CommandMetadata;
 use domain::stock_item::{StockItemEvent, StockKind};
 use domain::{Currency, Money, Sku};
+use feed::{
+    Checkpoint, FeedEvent, FeedSignal, Handler, HandlerError, Subscription, SubscriptionOptions,
+    checkpoint,
+};
 use sqlx::{PgConnection, PgPool};
 use std::sync::Arc;
 use std::time::Duration;
@@ -111,9 +111,7 @@ async fn wait_for_seen(pool: &PgPool, name: &str, count: usize) -> Vec<Checkpoin
 
 async fn stored(pool: &PgPool, name: &str) -> Checkpoint {
     let mut conn = pool.acquire().await.unwrap();
-    subscription::stored_checkpoint(&mut conn, name)
-        .await
-        .unwrap()
+    checkpoint::stored(&mut conn, name).await.unwrap()
 }
 
 #[tokio::test]

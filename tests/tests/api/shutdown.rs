@@ -2,9 +2,10 @@
 //! its batch and hands its lock back at once.
 
 use commands::CommandMetadata;
-use commands::feed::subscription::{self, keys};
 use domain::Quantity;
 use domain::stock_item::{StockItem, StockItemCommand};
+use feed::checkpoint;
+use feed::locks::{self, keys};
 use serde_json::Value;
 use sqlx::postgres::PgPoolOptions;
 use std::time::Duration;
@@ -134,20 +135,16 @@ async fn a_graceful_shutdown_answers_the_request_in_flight_then_frees_every_subs
         "advisory locks still held after a graceful shutdown"
     );
     let end = feed_end(&db).await;
-    let mut successor = subscription::dedicated_connection(&db, "successor")
-        .await
-        .unwrap();
+    let mut successor = locks::dedicated_connection(&db, "successor").await.unwrap();
     for name in subscriptions() {
         assert!(
-            subscription::try_session_lock(&mut successor, keys::RUN, name)
+            locks::try_session_lock(&mut successor, keys::RUN, name)
                 .await
                 .unwrap(),
             "{name} is still locked"
         );
         // Every checkpoint was committed at the end of the feed.
-        let at = subscription::stored_checkpoint(&mut successor, name)
-            .await
-            .unwrap();
+        let at = checkpoint::stored(&mut successor, name).await.unwrap();
         assert_eq!(at, end, "{name}");
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::feed::FeedSignal;
+use crate::FeedSignal;
 
 /// The channel appends are announced on.
 pub const CHANNEL: &str = "reserva_events";

@@ -1,4 +1,4 @@
-//! The ordered event feed: every committed event exactly once, in one global order.
+//! Reading the feed: every committed event exactly once, in one global order.
 //!
 //! `global_position` is taken from an identity before commit, so a transaction that commits
 //! late can hold a lower position than events a reader has already passed. The feed therefore
@@ -6,86 +6,10 @@
 //! transaction still in flight (`pg_snapshot_xmin`): everything below it has either committed
 //! or aborted, so nothing below a checkpoint can appear later.
 
-pub mod dead_letters;
-pub mod relay;
-pub mod subscription;
-
-use chrono::{DateTime, Utc};
 use futures::{Stream, TryStreamExt};
-use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, Row};
-use std::fmt;
-use tokio::sync::watch;
+use sqlx::PgConnection;
 
-/// Where a reader stands in the feed: the last event it handled.
-///
-/// Never compare positions alone: a later transaction can hold a lower `global_position`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Checkpoint {
-    /// `events.transaction_id` (an `xid8`, carried as `bigint`).
-    pub transaction_id: i64,
-    /// `events.global_position`.
-    pub global_position: i64,
-}
-
-impl Checkpoint {
-    /// Before the first event.
-    pub const START: Self = Self {
-        transaction_id: 0,
-        global_position: 0,
-    };
-}
-
-impl fmt::Display for Checkpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}", self.global_position, self.transaction_id)
-    }
-}
-
-/// One stored event as readers see it. The payload stays JSON text until a reader that cares
-/// about it decodes it into its aggregate's event type.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FeedEvent {
-    /// Its place in the feed.
-    pub checkpoint: Checkpoint,
-    /// The aggregate's `TYPE` (`order`, `stock_item`, …).
-    pub aggregate_type: String,
-    /// The aggregate's id.
-    pub aggregate_id: String,
-    /// The aggregate's sequence number of this event (1-based).
-    pub sequence: i64,
-    /// The event's variant name.
-    pub event_type: String,
-    /// The serialized domain event.
-    pub payload: String,
-    /// The serialized command metadata (correlation, causation, actor, request).
-    pub metadata: String,
-    /// When the appending transaction started.
-    pub recorded_at: DateTime<Utc>,
-}
-
-impl FeedEvent {
-    /// The event's global position (what command responses report).
-    pub fn position(&self) -> i64 {
-        self.checkpoint.global_position
-    }
-
-    fn from_row(row: &PgRow) -> Result<Self, sqlx::Error> {
-        Ok(Self {
-            checkpoint: Checkpoint {
-                transaction_id: row.try_get(0)?,
-                global_position: row.try_get(1)?,
-            },
-            aggregate_type: row.try_get(2)?,
-            aggregate_id: row.try_get(3)?,
-            sequence: row.try_get(4)?,
-            event_type: row.try_get(5)?,
-            payload: row.try_get(6)?,
-            metadata: row.try_get(7)?,
-            recorded_at: row.try_get(8)?,
-        })
-    }
-}
+use crate::{Checkpoint, FeedEvent};
 
 /// Columns of [`FeedEvent`], in `from_row` order. sqlx 0.8 has no `xid8`, hence the casts.
 /// A macro so that constant queries can `concat!` it.
@@ -289,64 +213,4 @@ pub async fn oldest_transaction_age(conn: &mut PgConnection) -> Result<f64, sqlx
     )
     .fetch_one(&mut *conn)
     .await
-}
-
-/// An in-process "events were appended" signal.
-///
-/// Commits bump it after they return; every subscription holds a receiver. A `watch` keeps
-/// the signal level-triggered: a reader busy with a batch when a commit lands still sees the
-/// change when it next waits, so no wake-up is lost, and bursts coalesce into one.
-///
-/// Two channels, so that wake-ups relayed from other processes are never relayed back out
-/// (which would ping-pong between instances forever): `local` counts this process's own
-/// appends, `wake` counts those plus the ones other processes announced.
-#[derive(Clone, Debug)]
-pub struct FeedSignal {
-    local: watch::Sender<u64>,
-    wake: watch::Sender<u64>,
-    settled: watch::Sender<u64>,
-}
-
-impl Default for FeedSignal {
-    fn default() -> Self {
-        Self {
-            local: watch::Sender::new(0),
-            wake: watch::Sender::new(0),
-            settled: watch::Sender::new(0),
-        }
-    }
-}
-
-impl FeedSignal {
-    /// This process appended events.
-    pub fn bump(&self) {
-        self.local.send_modify(|n| *n = n.wrapping_add(1));
-        self.bump_remote();
-    }
-
-    /// Another process announced appended events.
-    pub fn bump_remote(&self) {
-        self.wake.send_modify(|n| *n = n.wrapping_add(1));
-    }
-
-    /// A receiver of every wake-up, local or relayed, that has seen everything so far.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.wake.subscribe()
-    }
-
-    /// A subscription of this process committed a batch. Its transaction may have been what
-    /// held events back from the others, and its commit appends nothing that would wake them.
-    pub fn bump_settled(&self) {
-        self.settled.send_modify(|n| *n = n.wrapping_add(1));
-    }
-
-    /// A receiver of [`FeedSignal::bump_settled`].
-    pub fn subscribe_settled(&self) -> watch::Receiver<u64> {
-        self.settled.subscribe()
-    }
-
-    /// A receiver of this process's own appends only.
-    pub fn subscribe_local(&self) -> watch::Receiver<u64> {
-        self.local.subscribe()
-    }
 }

@@ -1,0 +1,420 @@
+//! Durable subscriptions to the ordered feed.
+//!
+//! A [`Subscription`] hands batches of events to a [`Handler`] inside one transaction that also
+//! advances the subscription's checkpoint, so whatever crashes, the handler's effects and the
+//! checkpoint move together: nothing is applied twice and nothing is skipped.
+//!
+//! Rules it keeps:
+//! - **One runner per subscription across processes** (see [`crate::locks`]).
+//! - **Every batch re-reads the checkpoint** under the shared swap lock, so a batch never
+//!   straddles a rebuild's swap.
+//! - **Transactions are guards**: every one is an sqlx [`sqlx::Transaction`], rolled back
+//!   when dropped, so no error path or dropped future can leave the connection inside a
+//!   half-done transaction whose later `COMMIT` would keep part of a batch.
+//! - **A bad event costs one batch, not seconds**: when a batch fails, its events are tried
+//!   again one by one behind savepoints in a single transaction; a failing event is set aside
+//!   as a dead letter (later events of its aggregate queue behind it) and everything else
+//!   commits at once. Set-aside events are retried with back-off between batches, never by
+//!   sleeping in front of them (see [`crate::dead_letters`]).
+
+use sqlx::{Connection as _, PgConnection, PgPool};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::attempt::attempt;
+use crate::dead_letters::{self, AggregateKey};
+use crate::handler::{Handler, RunnerError};
+use crate::options::SubscriptionOptions;
+use crate::{Checkpoint, FeedEvent, FeedSignal, checkpoint, locks, read, retry, telemetry};
+
+/// Longest wait before looking again at events held back by an open transaction. Such
+/// transactions last milliseconds; backing off further only adds latency to everything behind.
+const HELD_BACK_MAX_WAIT: Duration = Duration::from_millis(20);
+
+/// What one step of the runner achieved.
+enum Step {
+    /// Events were handled (or set aside); look again at once.
+    Progress,
+    /// Nothing to read. `held_back`: committed events wait behind an open transaction.
+    Idle { held_back: bool },
+}
+
+/// A subscriber to the ordered feed, run by [`Subscription::spawn`].
+pub struct Subscription {
+    handler: Arc<dyn Handler>,
+    pool: PgPool,
+    signal: FeedSignal,
+    options: SubscriptionOptions,
+    progress: watch::Sender<Checkpoint>,
+}
+
+/// A running subscription: its task and what it has committed.
+pub struct SubscriptionHandle {
+    /// The subscription's name.
+    pub name: String,
+    /// The checkpoint this process last committed for it (start while in standby).
+    pub progress: watch::Receiver<Checkpoint>,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+    task: AbortHandle,
+}
+
+impl SubscriptionHandle {
+    /// Stops the runner (its connection closes, releasing the lock; an open batch rolls back).
+    /// A crash, as far as the subscription can tell; [`SubscriptionHandle::stop`] is the
+    /// clean way.
+    pub fn abort(&self) {
+        self.task.abort();
+    }
+
+    /// Stops the runner cleanly and waits until it has: the batch in progress commits with its
+    /// checkpoint, then the runner releases its advisory lock and closes its connection, so
+    /// another process can take over at once. A runner in standby just stops waiting.
+    /// Idempotent.
+    pub async fn stop(&self) {
+        self.stop.cancel();
+        self.tracker.wait().await;
+    }
+
+    /// Whether the runner's task has ended (it only ends when stopped, aborted or panicking).
+    pub fn is_finished(&self) -> bool {
+        self.tracker.is_empty()
+    }
+}
+
+impl Drop for SubscriptionHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The runner's memory between steps.
+struct RunState {
+    /// Aggregates with an open dead letter: their events queue behind it.
+    parked: HashSet<AggregateKey>,
+    /// The checkpoint as this runner last stored or read it.
+    known: Checkpoint,
+    /// When dead letters are next looked at (operators' requests, retries that fall due).
+    retries: Retries,
+}
+
+impl Subscription {
+    /// A runner for `handler` reading through `pool`, woken by `signal`.
+    pub fn new(
+        handler: Arc<dyn Handler>,
+        pool: PgPool,
+        signal: FeedSignal,
+        options: SubscriptionOptions,
+    ) -> Self {
+        Self {
+            handler,
+            pool,
+            signal,
+            options,
+            progress: watch::Sender::new(Checkpoint::START),
+        }
+    }
+
+    /// Runs until the handle is dropped, aborted or [stopped](SubscriptionHandle::stop).
+    pub fn spawn(self) -> SubscriptionHandle {
+        self.spawn_under(&CancellationToken::new())
+    }
+
+    /// Like [`Subscription::spawn`], and also stops cleanly when `shutdown` is cancelled.
+    pub fn spawn_under(self, shutdown: &CancellationToken) -> SubscriptionHandle {
+        let name = self.handler.name().to_owned();
+        let progress = self.progress.subscribe();
+        let stop = shutdown.child_token();
+        let tracker = TaskTracker::new();
+        let task = tracker.spawn(self.run(stop.clone())).abort_handle();
+        tracker.close();
+        SubscriptionHandle {
+            name,
+            progress,
+            stop,
+            tracker,
+            task,
+        }
+    }
+
+    async fn run(self, stop: CancellationToken) {
+        let name = self.handler.name().to_owned();
+        let mut failures = 0;
+        while !stop.is_cancelled() {
+            match self.session(&stop).await {
+                Ok(()) => break,
+                Err(error) => {
+                    failures += 1;
+                    tracing::warn!(subscription = %name, %error, "subscription session ended; reconnecting");
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(self.options.backoff().delay(failures)) => {}
+                () = stop.cancelled() => {}
+            }
+        }
+        tracing::info!(subscription = %name, "subscription stopped");
+    }
+
+    /// One connection's life: take the lock, then handle batches until something fails
+    /// (`Err`) or a stop is requested (`Ok`, after releasing the lock).
+    async fn session(&self, stop: &CancellationToken) -> Result<(), RunnerError> {
+        let name = self.handler.name();
+        let mut conn =
+            locks::dedicated_connection(&self.pool, &format!("subscription {name}")).await?;
+        while !locks::try_session_lock(&mut conn, locks::keys::RUN, name).await? {
+            tokio::select! {
+                () = tokio::time::sleep(self.options.standby_interval) => {}
+                () = stop.cancelled() => return Ok(()),
+            }
+        }
+        tracing::info!(subscription = %name, "subscription running");
+        checkpoint::ensure_row(&mut conn, name).await?;
+        let mut state = RunState {
+            parked: dead_letters::open_aggregates(&mut conn, name).await?,
+            known: checkpoint::stored(&mut conn, name).await?,
+            retries: Retries::now(),
+        };
+        self.progress.send_replace(state.known);
+        let mut wake = self.signal.subscribe();
+        let mut settled = self.signal.subscribe_settled();
+        let mut idle_backoff = Duration::from_millis(1);
+        loop {
+            if stop.is_cancelled() {
+                locks::release(conn).await;
+                return Ok(());
+            }
+            if state.retries.due() {
+                self.serve_dead_letters(&mut conn, &mut state).await?;
+            }
+            match self.step(&mut conn, &mut state).await? {
+                Step::Progress => {
+                    idle_backoff = Duration::from_millis(1);
+                    self.signal.bump_settled();
+                }
+                Step::Idle { held_back: true } => {
+                    // Committed events wait behind an open transaction that may end without
+                    // any append to wake us: look again at the next append, when another
+                    // subscription here commits its batch (the usual holder), or soon anyway
+                    // (a holder in another process), backing off to HELD_BACK_MAX_WAIT.
+                    let wait = idle_backoff.min(state.retries.until_due());
+                    let _ = tokio::time::timeout(wait, async {
+                        tokio::select! {
+                            _ = wake.changed() => {}
+                            _ = settled.changed() => {}
+                            () = stop.cancelled() => {}
+                        }
+                    })
+                    .await;
+                    idle_backoff = (idle_backoff * 2)
+                        .min(HELD_BACK_MAX_WAIT)
+                        .min(self.options.poll_interval);
+                }
+                Step::Idle { held_back: false } => {
+                    idle_backoff = Duration::from_millis(1);
+                    // Any outcome (a wake-up, the timeout, a closed channel, a stop) means:
+                    // look.
+                    let wait = self.options.poll_interval.min(state.retries.until_due());
+                    let _ = tokio::time::timeout(wait, async {
+                        tokio::select! {
+                            _ = wake.changed() => {}
+                            () = stop.cancelled() => {}
+                        }
+                    })
+                    .await;
+                }
+            }
+        }
+    }
+
+    /// Reads the next batch and applies it with the checkpoint in one transaction.
+    async fn step(
+        &self,
+        conn: &mut PgConnection,
+        state: &mut RunState,
+    ) -> Result<Step, RunnerError> {
+        let name = self.handler.name();
+        let mut tx = conn.begin().await?;
+        let checkpoint = checkpoint::lock_and_read(&mut tx, name).await?;
+        if checkpoint != state.known {
+            // Someone else moved the checkpoint (a rebuild swapped tables): our view of the
+            // parked aggregates belongs to the old table.
+            state.parked = dead_letters::open_aggregates(&mut tx, name).await?;
+            state.known = checkpoint;
+        }
+        let events = read::read_after(&mut tx, checkpoint, &[], self.options.batch_size).await?;
+        let Some(last) = events.last().map(|e| e.checkpoint) else {
+            let held_back = read::held_back(&mut tx, checkpoint, &[]).await?;
+            tx.commit().await?;
+            return Ok(Step::Idle { held_back });
+        };
+        let (live, behind) = self.split(&events, &state.parked);
+        match attempt(&mut tx, self.handler.as_ref(), &live).await {
+            Ok(()) => {
+                dead_letters::queue_behind(&mut tx, name, &behind).await?;
+                checkpoint::store(&mut tx, name, last).await?;
+                tx.commit().await?;
+                self.advanced(state, last);
+                telemetry::record_lag(name, &live);
+                Ok(Step::Progress)
+            }
+            Err(error) if error.is_transient() => Err(error.into()),
+            Err(error) => {
+                tx.rollback().await?;
+                tracing::debug!(subscription = %name, %error, "batch failed; isolating the event that fails");
+                self.isolate(conn, state, checkpoint, &events).await?;
+                Ok(Step::Progress)
+            }
+        }
+    }
+
+    /// The path after a failed batch, in one transaction: each wanted event is tried behind
+    /// a savepoint in feed order; one that fails is rolled back to its savepoint and set aside
+    /// (a dead letter retried later), later events of its aggregate queue behind it, and the
+    /// rest commits with the checkpoint at the batch's end. Other aggregates wait for this one
+    /// transaction, never for a retry's back-off.
+    async fn isolate(
+        &self,
+        conn: &mut PgConnection,
+        state: &mut RunState,
+        expected: Checkpoint,
+        events: &[FeedEvent],
+    ) -> Result<(), RunnerError> {
+        let name = self.handler.name();
+        let Some(last) = events.last().map(|e| e.checkpoint) else {
+            return Ok(());
+        };
+        let mut tx = conn.begin().await?;
+        if checkpoint::lock_and_read(&mut tx, name).await? != expected {
+            // A swap moved the checkpoint meanwhile: the normal loop takes over.
+            return Ok(());
+        }
+        let mut failed: Vec<(&FeedEvent, String)> = Vec::new();
+        let mut newly_parked: HashSet<AggregateKey> = HashSet::new();
+        let mut behind: Vec<FeedEvent> = Vec::new();
+        let mut applied: Vec<FeedEvent> = Vec::new();
+        for event in events
+            .iter()
+            .filter(|e| self.handler.wants(&e.aggregate_type))
+        {
+            let key = AggregateKey::of(event);
+            if state.parked.contains(&key) || newly_parked.contains(&key) {
+                behind.push(event.clone());
+                continue;
+            }
+            let mut savepoint = tx.begin().await?;
+            match attempt(
+                &mut savepoint,
+                self.handler.as_ref(),
+                std::slice::from_ref(event),
+            )
+            .await
+            {
+                Ok(()) => {
+                    savepoint.commit().await?;
+                    applied.push(event.clone());
+                }
+                Err(error) if error.is_transient() => return Err(error.into()),
+                Err(error) => {
+                    savepoint.rollback().await?;
+                    tracing::warn!(subscription = %name, position = event.position(), %error, "event failed; set aside for retry, later events of its aggregate wait behind it");
+                    newly_parked.insert(key);
+                    failed.push((event, error.to_string()));
+                }
+            }
+        }
+        let backoff = self.options.backoff();
+        for (event, error) in &failed {
+            dead_letters::set_aside(&mut tx, name, event, error, backoff.delay(1)).await?;
+        }
+        dead_letters::queue_behind(&mut tx, name, &behind).await?;
+        checkpoint::store(&mut tx, name, last).await?;
+        tx.commit().await?;
+        state.parked.extend(newly_parked);
+        if !failed.is_empty() {
+            state.retries.due_within(backoff.delay(1));
+        }
+        self.advanced(state, last);
+        telemetry::record_lag(name, &applied);
+        Ok(())
+    }
+
+    /// Carries out operators' retry and skip requests and the retries that fell due.
+    async fn serve_dead_letters(
+        &self,
+        conn: &mut PgConnection,
+        state: &mut RunState,
+    ) -> Result<(), RunnerError> {
+        let served = retry::serve(conn, self.handler.as_ref(), &self.options).await?;
+        for key in served.emptied {
+            state.parked.remove(&key);
+        }
+        for key in served.parked {
+            state.parked.insert(key);
+        }
+        let interval = self.options.poll_interval;
+        state.retries = Retries::after(served.next_retry.map_or(interval, |d| d.min(interval)));
+        Ok(())
+    }
+
+    /// Wanted events of aggregates that flow, and those that must wait behind a parked one.
+    fn split(
+        &self,
+        events: &[FeedEvent],
+        parked: &HashSet<AggregateKey>,
+    ) -> (Vec<FeedEvent>, Vec<FeedEvent>) {
+        events
+            .iter()
+            .filter(|e| self.handler.wants(&e.aggregate_type))
+            .cloned()
+            .partition(|e| !parked.contains(&AggregateKey::of(e)))
+    }
+
+    fn advanced(&self, state: &mut RunState, to: Checkpoint) {
+        state.known = to;
+        self.progress.send_replace(to);
+    }
+}
+
+/// When the runner next looks at its dead letters: at least every poll interval (requests
+/// come from operators in any process), sooner when a retry falls due.
+#[derive(Debug, Clone, Copy)]
+struct Retries {
+    next: Instant,
+}
+
+impl Retries {
+    /// Due at once.
+    fn now() -> Self {
+        Self {
+            next: Instant::now(),
+        }
+    }
+
+    /// Due in `delay`.
+    fn after(delay: Duration) -> Self {
+        Self {
+            next: Instant::now() + delay,
+        }
+    }
+
+    fn due(&self) -> bool {
+        Instant::now() >= self.next
+    }
+
+    /// How long until due (zero when due).
+    fn until_due(&self) -> Duration {
+        self.next.saturating_duration_since(Instant::now())
+    }
+
+    /// A retry falls due within `delay`.
+    fn due_within(&mut self, delay: Duration) {
+        self.next = self.next.min(Instant::now() + delay);
+    }
+}
