@@ -187,7 +187,7 @@ impl Scene {
             let letters = self.letters().await;
             letters
                 .iter()
-                .all(|l| !matches!(l.status.as_str(), "parked" | "waiting"))
+                .all(|l| !dead_letters::OPEN.contains(&l.status.as_str()))
                 .then_some(letters)
         })
         .await

@@ -26,6 +26,7 @@ mod saga_concurrency;
 mod sagas;
 mod seed;
 mod shutdown;
+mod stall;
 mod stock_items;
 mod tracing;
 mod webhooks;
