@@ -46,8 +46,13 @@ pub enum Command {
         #[arg(long)]
         all: bool,
     },
-    /// Lists each projection with its position, lag and open dead letters.
-    Projections,
+    /// Lists each projection with its position, lag and open dead letters; `verify` checks
+    /// them against the event store.
+    Projections {
+        /// Without one: the list.
+        #[command(subcommand)]
+        command: Option<Projections>,
+    },
     /// Events a projection could not handle.
     #[command(subcommand)]
     DeadLetters(DeadLetters),
@@ -108,6 +113,26 @@ pub fn token(sub: &str, role: TokenRole, ttl: Duration) -> anyhow::Result<String
          server verifies tokens with",
     )?;
     Ok(auth::mint(&settings, sub, role.into(), ttl)?)
+}
+
+/// `reserva projections …`.
+#[derive(Debug, Subcommand)]
+pub enum Projections {
+    /// Folds a read model from the event store up to its checkpoint, in one snapshot, and
+    /// compares it row by row with its table. Prints every missing, extra and differing row;
+    /// exits 0 when they are equal, 1 when they differ, 2 when it could not check.
+    Verify {
+        /// The projection to verify (see `reserva projections`).
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        name: Option<String>,
+        /// Verify every projection, one after the other.
+        #[arg(long)]
+        all: bool,
+        /// Rewrite exactly the rows that differ, in one transaction (the projection's runner
+        /// waits meanwhile). The exit code still reports that they differed.
+        #[arg(long)]
+        repair: bool,
+    },
 }
 
 /// `reserva dead-letters …`.

@@ -55,6 +55,10 @@ pub struct Settings {
     /// any projection is more than this many events behind the feed, so a replica that is
     /// catching up gets no reads it would answer stale.
     pub ready_max_lag_events: u64,
+    /// `RESERVA_VERIFY__INTERVAL_SECS` (default `0`, off): how often the service verifies
+    /// every projection against the event store (`reserva projections verify`), exporting
+    /// `reserva_projection_verify_differences`. One instance at a time does it.
+    pub verify_interval: Option<Duration>,
 }
 
 /// How many requests one client (token subject, else IP) may make per one-minute window.
@@ -235,6 +239,11 @@ impl Settings {
                 30,
             )?),
             ready_max_lag_events: var("RESERVA_READY__MAX_LAG_EVENTS", 10_000)?,
+            verify_interval: Some(Duration::from_secs(var(
+                "RESERVA_VERIFY__INTERVAL_SECS",
+                0,
+            )?))
+            .filter(|interval| !interval.is_zero()),
         })
     }
 }

@@ -9,8 +9,9 @@
 //! - [`openapi`]: the OpenAPI document (`/openapi.json`) and Swagger UI (`/docs`).
 //! - [`postgres`]: the private PostgreSQL cluster used when no `DATABASE_URL` is set.
 //! - [`telemetry`]: structured logs and W3C traces (OTLP export when configured); [`metrics`]: the Prometheus recorder.
-//! - [`operate`]: the operator subcommands (rebuild, projections, dead letters);
-//!   [`rebuilds`]: rebuilds started over HTTP; [`seed`]: demo data.
+//! - [`operate`]: the operator subcommands (rebuild, projections and their verify, dead
+//!   letters); [`rebuilds`]: rebuilds started over HTTP; [`verifier`]: the periodic verify;
+//!   [`seed`]: demo data.
 //!
 //! # Rules this crate keeps
 //! The only crate that knows HTTP; everything below it is reached through `commands`.
@@ -36,3 +37,4 @@ pub mod startup;
 pub mod state;
 pub mod telemetry;
 pub mod validation;
+pub mod verifier;

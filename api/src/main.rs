@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use api::cli::{self, Cli, Command, DeadLetters};
+use api::cli::{self, Cli, Command, DeadLetters, Projections};
 use api::configuration::Settings;
 use api::startup::Application;
 use api::{database, operate, seed, telemetry};
@@ -17,7 +17,10 @@ async fn main() -> ExitCode {
     let telemetry = telemetry::init();
     // `reconcile` answers 1 for "discrepancies found", so its failures need a code of their own.
     let failure = match cli.command {
-        Command::Reconcile => cli::EXIT_ERROR,
+        Command::Reconcile
+        | Command::Projections {
+            command: Some(Projections::Verify { .. }),
+        } => cli::EXIT_ERROR,
         _ => 1,
     };
     let code = match run(cli).await {
@@ -48,9 +51,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             migrated(&db).await?;
             operate::rebuild(&db.pool, name.as_deref(), all).await
         }
-        Command::Projections => {
+        Command::Projections { command: None } => {
             migrated(&db).await?;
             operate::projections(&db.pool).await
+        }
+        Command::Projections {
+            command: Some(Projections::Verify { name, all, repair }),
+        } => {
+            migrated(&db).await?;
+            operate::verify(
+                &db.pool,
+                name.as_deref(),
+                all,
+                repair,
+                &mut std::io::stdout(),
+            )
+            .await
+            .map(|verified| code = ExitCode::from(verified.exit_code()))
         }
         Command::DeadLetters(command) => {
             migrated(&db).await?;

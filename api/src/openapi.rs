@@ -62,6 +62,7 @@ static DOCUMENT: LazyLock<Document> = LazyLock::new(ApiDoc::openapi);
         payments::get_payment,
         admin::list_projections,
         admin::rebuild_projection,
+        admin::verify_projection,
         admin::list_dead_letters,
         admin::retry_dead_letter,
         admin::skip_dead_letter,
@@ -97,6 +98,10 @@ static DOCUMENT: LazyLock<Document> = LazyLock::new(ApiDoc::openapi);
         ProjectionEntry,
         RebuildState,
         RebuildStarted,
+        admin::VerifyReport,
+        admin::VerifyDifference,
+        admin::VerifyColumn,
+        crate::verifier::LastVerify,
         DeadLetter,
         SagaView,
         SagaStep,
@@ -173,6 +178,8 @@ pub struct ProjectionEntry {
     running_here: bool,
     /// The latest rebuild started by this process, if any.
     rebuild: Option<RebuildState>,
+    /// The latest verify run by this process (scheduled or over HTTP), if any.
+    last_verify: Option<crate::verifier::LastVerify>,
 }
 
 /// A rebuild's progress as the admin API shows it.
@@ -215,13 +222,18 @@ pub struct DeadLetter {
     global_position: i64,
     /// The event's type.
     event_type: String,
-    /// `parked`, `waiting`, `resolved`, `skipped` or `superseded`.
+    /// `retrying` (tried again at `next_attempt_at`), `parked` (out of tries, until an
+    /// operator retries or skips it), `waiting` (behind one of those), `resolved`, `skipped`
+    /// or `superseded`.
     status: String,
     /// `retry` or `skip`, asked for and not yet carried out.
     #[schema(required)]
     requested_action: Option<String>,
     /// Tries so far.
     attempts: i32,
+    /// When a `retrying` letter is tried next.
+    #[schema(required)]
+    next_attempt_at: Option<DateTime<Utc>>,
     /// The last error.
     #[schema(required)]
     error: Option<String>,

@@ -7,6 +7,7 @@ use commands::CommandError;
 use domain::{DomainError, RejectionKind};
 use projections::queries::QueryError;
 use projections::rebuild::RebuildError;
+use projections::verify::VerifyError;
 use projections::wait::WaitError;
 use serde::Serialize;
 use std::fmt;
@@ -332,6 +333,16 @@ impl From<RebuildError> for ApiError {
             RebuildError::AlreadyRunning(_) => Self::conflict("rebuild_running", error.to_string()),
             RebuildError::Handler { .. } => Self::internal(error),
             RebuildError::Database(error) => error.into(),
+        }
+    }
+}
+
+impl From<VerifyError> for ApiError {
+    fn from(error: VerifyError) -> Self {
+        match error {
+            // The store holds an event today's code cannot fold: nothing to compare against.
+            VerifyError::Fold { .. } => Self::conflict("verify_failed", error.to_string()),
+            VerifyError::Database(error) => error.into(),
         }
     }
 }

@@ -24,7 +24,8 @@ use crate::auth::{self, Authenticator};
 use crate::configuration::{GatewaySettings, Settings};
 use crate::rebuilds::Rebuilds;
 use crate::state::{AppState, Background, Ttl};
-use crate::{correlation, idempotency, metrics, rate_limit, routes, telemetry};
+use crate::verifier::Verifications;
+use crate::{correlation, idempotency, metrics, rate_limit, routes, telemetry, verifier};
 
 /// A bound, not yet running, HTTP server.
 pub struct Application {
@@ -82,6 +83,11 @@ impl Application {
         let mut background = Background::default();
         let (deadline_bus, interval) = (bus.clone(), settings.deadline_interval);
         background.spawn_stoppable(|stop| spawn_deadlines(deadline_bus, interval, stop));
+        let verifications = Verifications::default();
+        if let Some(every) = settings.verify_interval {
+            let (pool, verifications) = (pool.clone(), verifications.clone());
+            background.spawn_stoppable(|stop| verifier::spawn(pool, every, verifications, stop));
+        }
         for task in relay::spawn(pool.clone(), signal) {
             background.push(task);
         }
@@ -91,6 +97,7 @@ impl Application {
             projections,
             sagas,
             rebuilds: Rebuilds::default(),
+            verifications,
             read_wait: settings.read_wait,
             ttl: Ttl {
                 order: settings.order_ttl,

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::rebuilds::Rebuilds;
+use crate::verifier::Verifications;
 
 /// Shared by every worker.
 pub struct AppState {
@@ -23,6 +24,8 @@ pub struct AppState {
     pub sagas: Vec<SubscriptionHandle>,
     /// Rebuilds started over HTTP.
     pub rebuilds: Rebuilds,
+    /// The latest verify of each projection run here.
+    pub verifications: Verifications,
     /// Signs Stripe webhooks (`whsec_…`).
     pub webhook_secret: String,
     /// How long unpaid orders and bookings hold stock.

@@ -44,7 +44,7 @@ pub use handler::{Handler, HandlerError, RunnerError};
 pub use options::SubscriptionOptions;
 pub use read::{
     checkpoint_of, head, held_back, oldest_transaction_age, read_after, read_positions, read_range,
-    stream_all,
+    stream_all, stream_until,
 };
 pub use runner::{Subscription, SubscriptionHandle};
 pub use signal::FeedSignal;

@@ -80,6 +80,20 @@ pub async fn swap_shared(conn: &mut PgConnection, name: &str) -> Result<(), sqlx
         .map(drop)
 }
 
+/// Takes subscription `name`'s swap lock shared for the session of `conn` (outside any
+/// transaction, until unlocked or disconnected): for work that must see one table across
+/// several transactions, or must take the lock before its snapshot starts.
+///
+/// # Errors
+/// Any database error.
+pub async fn swap_shared_session(conn: &mut PgConnection, name: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_lock_shared(hashtextextended($1, 0))")
+        .bind(format!("{}{name}", keys::SWAP))
+        .execute(&mut *conn)
+        .await
+        .map(drop)
+}
+
 /// Takes subscription `name`'s swap lock exclusively, until the transaction `conn` is in ends:
 /// waits until its runner is between batches and keeps it there.
 ///

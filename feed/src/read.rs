@@ -30,6 +30,15 @@ const STREAM_ALL: &str = concat!(
      ORDER BY events.transaction_id, events.global_position"
 );
 
+/// Everything up to a checkpoint, in feed order.
+const STREAM_UNTIL: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM events WHERE (transaction_id, global_position) <= ($1::text::xid8, $2) \
+       AND (cardinality($3::text[]) = 0 OR aggregate_type = ANY($3)) \
+     ORDER BY events.transaction_id, events.global_position"
+);
+
 /// The next events after `after`, up to the oldest transaction in flight.
 ///
 /// `aggregate_types` filters the feed (empty = every type); a filtered reader still advances
@@ -125,6 +134,21 @@ pub fn stream_all<'c>(
     aggregate_types: &'c [String],
 ) -> impl Stream<Item = Result<FeedEvent, sqlx::Error>> + Send + 'c {
     sqlx::query(STREAM_ALL)
+        .bind(aggregate_types)
+        .fetch(conn)
+        .and_then(|row| std::future::ready(FeedEvent::from_row(&row)))
+}
+
+/// Every event up to and including `upto` of `aggregate_types` (empty = all), in feed order,
+/// as one stream: a verify's fold up to a checkpoint, inside the caller's snapshot.
+pub fn stream_until<'c>(
+    conn: &'c mut PgConnection,
+    upto: Checkpoint,
+    aggregate_types: &'c [String],
+) -> impl Stream<Item = Result<FeedEvent, sqlx::Error>> + Send + 'c {
+    sqlx::query(STREAM_UNTIL)
+        .bind(upto.transaction_id.to_string())
+        .bind(upto.global_position)
         .bind(aggregate_types)
         .fetch(conn)
         .and_then(|row| std::future::ready(FeedEvent::from_row(&row)))

@@ -7,11 +7,13 @@
 //! answering, then swaps them in one transaction.
 //!
 //! # Layout
-//! - [`read_model`]: the [`read_model::ReadModel`] trait and the batch projector behind every
-//!   model.
+//! - [`read_model`]: the [`read_model::ReadModel`] trait, one table folded from one aggregate
+//!   type; [`projector`]: the live batch path behind every model; [`bulk`]: a rebuild's
+//!   in-memory fold.
 //! - [`models`]: orders, bookings, stock levels and payments.
 //! - [`catalog`]: the list of projections, and starting them.
 //! - [`rebuild`]: shadow build and swap.
+//! - [`verify`]: a model folded from the store and compared with its table, row by row.
 //! - [`status`]: each projection's position and lag, and the feed's stall.
 //! - [`wait`]: read-your-writes (`min_position`).
 //! - [`queries`]: what the API reads.
@@ -21,11 +23,14 @@
 //! Queries read only read models. Depends on `domain` and `commands`, never on HTTP.
 #![warn(missing_docs)]
 
+pub mod bulk;
 pub mod catalog;
 pub mod models;
+pub mod projector;
 pub mod queries;
 pub mod read_model;
 pub mod rebuild;
 pub mod schema;
 pub mod status;
+pub mod verify;
 pub mod wait;

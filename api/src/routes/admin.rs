@@ -2,6 +2,8 @@
 
 use actix_web::{HttpResponse, web};
 use feed::dead_letters::{self, Action, Requested};
+use projections::read_model::Projection;
+use projections::verify::{self, Difference};
 use projections::{catalog, status};
 use serde::{Deserialize, Serialize};
 
@@ -9,6 +11,7 @@ use crate::problem::ApiError;
 use crate::rebuilds::RebuildState;
 use crate::state::AppState;
 use crate::validation::Validator;
+use crate::verifier::LastVerify;
 
 use super::params::boolean;
 
@@ -21,6 +24,8 @@ struct ProjectionEntry {
     running_here: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     rebuild: Option<RebuildState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_verify: Option<LastVerify>,
 }
 
 /// Every projection with its position, lag, open dead letters and latest rebuild.
@@ -42,6 +47,7 @@ pub async fn list_projections(state: web::Data<AppState>) -> Result<HttpResponse
                 .get(status.name)
                 .is_some_and(|h| *h.progress.borrow() != feed::Checkpoint::START),
             rebuild: state.rebuilds.state(status.name),
+            last_verify: state.verifications.latest(status.name),
             status,
         })
         .collect();
@@ -64,16 +70,7 @@ pub async fn rebuild_projection(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let Some(projection) = catalog::find(&path) else {
-        return Err(ApiError::not_found(
-            "projection_not_found",
-            format!(
-                "no projection {}; known: {}",
-                path.as_str(),
-                catalog::names().join(", ")
-            ),
-        ));
-    };
+    let projection = projection(&path)?;
     if !state.rebuilds.start(state.pool.clone(), projection) {
         return Err(ApiError::conflict(
             "rebuild_running",
@@ -84,6 +81,164 @@ pub async fn rebuild_projection(
         "projection": projection.name(),
         "status": "/admin/projections",
     })))
+}
+
+/// The projection called `name`, or 404.
+fn projection(name: &str) -> Result<&'static dyn Projection, ApiError> {
+    catalog::find(name).ok_or_else(|| {
+        ApiError::not_found(
+            "projection_not_found",
+            format!(
+                "no projection {name}; known: {}",
+                catalog::names().join(", ")
+            ),
+        )
+    })
+}
+
+/// Differences listed in one verify answer at most (the counts are always complete).
+const MAX_LISTED_DIFFERENCES: usize = 1_000;
+
+/// `GET /admin/projections/{name}/verify`: a read model compared with the fold of the events.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct VerifyReport {
+    /// The projection.
+    projection: &'static str,
+    /// Its table.
+    table: &'static str,
+    /// The checkpoint (global position) the events were folded up to, in the same snapshot
+    /// as the table was read.
+    position: i64,
+    /// `true` when the table equals the fold.
+    clean: bool,
+    /// Rows the events make that the table lacks.
+    missing: usize,
+    /// Rows in the table that no events make.
+    extra: usize,
+    /// Rows whose columns differ.
+    differing: usize,
+    /// The differences, by row id (at most 1000).
+    differences: Vec<VerifyDifference>,
+    /// Events folded.
+    events: u64,
+    /// Rows compared.
+    rows: u64,
+    /// Wall time in milliseconds.
+    elapsed_ms: u64,
+    /// Rows compared per second.
+    rows_per_second: f64,
+}
+
+/// One row that differs.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct VerifyDifference {
+    /// `missing`, `extra` or `differs`.
+    kind: &'static str,
+    /// The row's id.
+    id: String,
+    /// The row by the events (`missing`), or each differing column (`differs`).
+    #[schema(value_type = Object)]
+    #[serde(skip_serializing_if = "serde_json::Value::is_null")]
+    expected: serde_json::Value,
+    /// The row in the table (`extra`).
+    #[schema(value_type = Object)]
+    #[serde(skip_serializing_if = "serde_json::Value::is_null")]
+    found: serde_json::Value,
+    /// The columns that differ, with both values (`differs`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    columns: Vec<VerifyColumn>,
+}
+
+/// One differing column.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct VerifyColumn {
+    /// The column.
+    column: String,
+    /// Its value by the events.
+    #[schema(value_type = Object)]
+    expected: serde_json::Value,
+    /// Its value in the table.
+    #[schema(value_type = Object)]
+    found: serde_json::Value,
+}
+
+impl From<verify::Report> for VerifyReport {
+    fn from(report: verify::Report) -> Self {
+        let (missing, extra, differing) = report.counts();
+        let differences = report
+            .differences
+            .iter()
+            .take(MAX_LISTED_DIFFERENCES)
+            .map(|d| match d {
+                Difference::Missing { id, expected } => VerifyDifference {
+                    kind: "missing",
+                    id: id.clone(),
+                    expected: expected.clone(),
+                    found: serde_json::Value::Null,
+                    columns: Vec::new(),
+                },
+                Difference::Extra { id, found } => VerifyDifference {
+                    kind: "extra",
+                    id: id.clone(),
+                    expected: serde_json::Value::Null,
+                    found: found.clone(),
+                    columns: Vec::new(),
+                },
+                Difference::Differs { id, columns } => VerifyDifference {
+                    kind: "differs",
+                    id: id.clone(),
+                    expected: serde_json::Value::Null,
+                    found: serde_json::Value::Null,
+                    columns: columns
+                        .iter()
+                        .map(|c| VerifyColumn {
+                            column: c.column.clone(),
+                            expected: c.expected.clone(),
+                            found: c.found.clone(),
+                        })
+                        .collect(),
+                },
+            })
+            .collect();
+        Self {
+            projection: report.projection,
+            table: report.table,
+            position: report.checkpoint.global_position,
+            clean: report.is_clean(),
+            missing,
+            extra,
+            differing,
+            differences,
+            events: report.events,
+            rows: report.rows,
+            elapsed_ms: u64::try_from(report.elapsed.as_millis()).unwrap_or(u64::MAX),
+            rows_per_second: report.rows_per_second(),
+        }
+    }
+}
+
+/// Folds a read model from the event store up to its checkpoint and compares it with its
+/// table, row by row, inside one snapshot; sets `reserva_projection_verify_differences`.
+#[utoipa::path(
+    get,
+    path = "/admin/projections/{name}/verify",
+    tag = "admin",
+    params(("name" = String, Path, description = "The projection (`orders`, `bookings`, `stock_items`, `payments`, …)")),
+    responses(
+        (status = 200, description = "What the comparison found (`clean` when nothing)", body = VerifyReport),
+        (status = 404, description = "No such projection", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "An event of the store does not fold (`verify_failed`)", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn verify_projection(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let projection = projection(&path)?;
+    let (progress, _) = tokio::sync::watch::channel(verify::Progress::default());
+    let report = verify::verify(&state.pool, projection, false, &progress).await?;
+    state.verifications.record(&report);
+    Ok(HttpResponse::Ok().json(VerifyReport::from(report)))
 }
 
 /// Filters of `GET /admin/dead-letters`.

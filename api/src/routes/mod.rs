@@ -57,6 +57,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("/admin")
             .service(resource("/projections").get(admin::list_projections))
             .service(resource("/projections/{name}/rebuild").post(admin::rebuild_projection))
+            .service(resource("/projections/{name}/verify").get(admin::verify_projection))
             .service(resource("/dead-letters").get(admin::list_dead_letters))
             .service(resource("/dead-letters/{id}/retry").post(admin::retry_dead_letter))
             .service(resource("/dead-letters/{id}/skip").post(admin::skip_dead_letter))

@@ -29,4 +29,5 @@ mod shutdown;
 mod stall;
 mod stock_items;
 mod tracing;
+mod verify;
 mod webhooks;

@@ -6,7 +6,7 @@ use tests::{TestApp, eventually, spawn_app};
 use uuid::Uuid;
 
 /// Every route `api::routes::configure` registers, as (method, path template).
-const ROUTES: [(&str, &str); 23] = [
+const ROUTES: [(&str, &str); 24] = [
     ("post", "/api/v1/stock-items"),
     ("get", "/api/v1/stock-items"),
     ("get", "/api/v1/stock-items/{sku}"),
@@ -22,6 +22,7 @@ const ROUTES: [(&str, &str); 23] = [
     ("get", "/api/v1/payments/{id}"),
     ("get", "/admin/projections"),
     ("post", "/admin/projections/{name}/rebuild"),
+    ("get", "/admin/projections/{name}/verify"),
     ("get", "/admin/dead-letters"),
     ("post", "/admin/dead-letters/{id}/retry"),
     ("post", "/admin/dead-letters/{id}/skip"),
@@ -318,6 +319,11 @@ async fn real_answers_match_their_documented_schemas() {
             format!("/api/v1/payments/{payment_id}"),
         ),
         ("get", "/admin/sagas/{id}", format!("/admin/sagas/{id}")),
+        (
+            "get",
+            "/admin/projections/{name}/verify",
+            "/admin/projections/stock_items/verify".to_owned(),
+        ),
         ("get", "/admin/projections", "/admin/projections".to_owned()),
         (
             "get",
