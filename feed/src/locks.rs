@@ -23,15 +23,23 @@ pub mod keys {
 /// A dedicated connection (outside the pool: it holds a session lock for its whole life)
 /// named after its job in `pg_stat_activity`.
 ///
-/// Statements on it are planned for their parameters every time (`plan_cache_mode =
-/// force_custom_plan`): a runner prepares its statements once, and a generic plan chosen
-/// while a read model's table was empty would otherwise scan the whole table on every batch
-/// once it has grown.
+/// Every statement of a runner finds its rows through an index (a batch's rows by primary
+/// key, the feed by `(transaction_id, global_position)`, dead letters by their open index),
+/// so the connection never plans a sequential scan (`enable_seqscan = off`) and plans each
+/// execution for its parameters (`plan_cache_mode = force_custom_plan`): a plan chosen while
+/// a read model's table was young or never analyzed would otherwise scan the whole table on
+/// every batch once it has grown.
 ///
 /// # Errors
 /// Any connection error.
 pub async fn dedicated_connection(pool: &PgPool, job: &str) -> Result<PgConnection, sqlx::Error> {
-    job_options(pool, job).connect().await
+    job_options(pool, job)
+        .options([
+            ("plan_cache_mode", "force_custom_plan"),
+            ("enable_seqscan", "off"),
+        ])
+        .connect()
+        .await
 }
 
 /// A dedicated connection for one long statement (a rebuild's or verify's stream): sqlx's
@@ -50,7 +58,6 @@ fn job_options(pool: &PgPool, job: &str) -> PgConnectOptions {
     (*pool.connect_options())
         .clone()
         .application_name(&format!("reserva {job}"))
-        .options([("plan_cache_mode", "force_custom_plan")])
 }
 
 /// Tries to take a session advisory lock named `key` + `name` on `conn`.

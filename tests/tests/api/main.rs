@@ -18,6 +18,7 @@ mod migrations;
 mod openapi;
 mod orders_and_bookings;
 mod per_caller;
+mod plans;
 mod projections;
 mod rate_limits;
 mod read_models;
