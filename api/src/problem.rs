@@ -312,6 +312,7 @@ impl From<QueryError> for ApiError {
         match error {
             QueryError::Database(error) => error.into(),
             QueryError::Corrupt(..) => Self::internal(error),
+            QueryError::Behind { .. } => Self::not_yet("projection_behind", error.to_string()),
         }
     }
 }

@@ -16,7 +16,8 @@
 //! - [`verify`]: a model folded from the store and compared with its table, row by row.
 //! - [`status`]: each projection's position and lag, and the feed's stall.
 //! - [`wait`]: read-your-writes (`min_position`).
-//! - [`queries`]: what the API reads.
+//! - [`queries`]: what the API reads; orders and bookings with their payments at one point of
+//!   the feed (`joined`).
 //! - [`schema`]: OpenAPI stand-ins for the domain values the views embed.
 //!
 //! # Rules this crate keeps
@@ -25,6 +26,7 @@
 
 pub mod bulk;
 pub mod catalog;
+mod joined;
 pub mod models;
 pub mod projector;
 pub mod queries;

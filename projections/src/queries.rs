@@ -5,9 +5,13 @@ use domain::Money;
 use domain::order::OrderItem;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sqlx::PgPool;
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Row};
+use std::time::Duration;
 use utoipa::ToSchema;
 use uuid::Uuid;
+
+use crate::joined::{Gap, Join};
 
 use crate::models::bookings::BookingRow;
 use crate::models::orders::OrderRow;
@@ -24,6 +28,16 @@ pub enum QueryError {
     /// A stored row does not decode (a schema and code out of step).
     #[error("a {0} row does not decode: {1}")]
     Corrupt(&'static str, serde_json::Error),
+    /// Two joined models did not reach one point of the feed in time.
+    #[error("projection {name} has not reached position {position} within {waited:?}")]
+    Behind {
+        /// The model that is behind.
+        name: &'static str,
+        /// Where it must get.
+        position: i64,
+        /// How long the read waited.
+        waited: std::time::Duration,
+    },
 }
 
 fn decode<T: DeserializeOwned>(what: &'static str, json: &str) -> Result<T, QueryError> {
@@ -314,9 +328,6 @@ impl From<PaymentRow> for PaymentView {
     }
 }
 
-/// Rows as JSON pairs: the main row and its payment, if joined.
-type Joined = (String, Option<String>);
-
 fn payment(json: Option<String>) -> Result<Option<PaymentRow>, QueryError> {
     json.map(|j| decode("payment", &j)).transpose()
 }
@@ -325,17 +336,31 @@ fn payment(json: Option<String>) -> Result<Option<PaymentRow>, QueryError> {
 trait WithPayment: Sized {
     /// What errors call it.
     const WHAT: &'static str;
+    /// How its table joins the payments.
+    const JOIN: Join;
     /// Its read-model row.
     type Row: DeserializeOwned;
     fn new(row: Self::Row, payment: Option<PaymentRow>) -> Self;
 
-    fn from_joined((row, payment_json): Joined) -> Result<Self, QueryError> {
-        Ok(Self::new(decode(Self::WHAT, &row)?, payment(payment_json)?))
+    /// The view of one joined row (`main`, `payment` JSON at columns 0 and 1), adding what it
+    /// needs to be consistent to `gap`.
+    fn from_joined(row: &PgRow, gap: &mut Gap) -> Result<Self, QueryError> {
+        let main: String = row.try_get(0)?;
+        let payment_json: Option<String> = row.try_get(1)?;
+        gap.add(row, 2)?;
+        Ok(Self::new(
+            decode(Self::WHAT, &main)?,
+            payment(payment_json)?,
+        ))
     }
 }
 
 impl WithPayment for OrderView {
     const WHAT: &'static str = "order";
+    const JOIN: Join = Join {
+        main: "orders",
+        main_alias: "o",
+    };
     type Row = OrderRow;
     fn new(row: OrderRow, payment: Option<PaymentRow>) -> Self {
         OrderView::new(row, payment)
@@ -344,56 +369,90 @@ impl WithPayment for OrderView {
 
 impl WithPayment for BookingView {
     const WHAT: &'static str = "booking";
+    const JOIN: Join = Join {
+        main: "bookings",
+        main_alias: "b",
+    };
     type Row = BookingRow;
     fn new(row: BookingRow, payment: Option<PaymentRow>) -> Self {
         BookingView::new(row, payment)
     }
 }
 
-/// One row by id (`$1`), joined with its payment.
-async fn one<V: WithPayment>(pool: &PgPool, sql: &str, id: Uuid) -> Result<Option<V>, QueryError> {
-    let row: Option<Joined> = sqlx::query_as(sql).bind(id).fetch_optional(pool).await?;
-    row.map(V::from_joined).transpose()
+/// `SELECT <main>, <payment>, <consistency> FROM <main table> … LEFT JOIN rm_payments p …`
+/// with `rest` (joins, filters, order) after it.
+fn joined_sql<V: WithPayment>(table: &str, rest: &str) -> String {
+    let m = V::JOIN.main_alias;
+    format!(
+        "SELECT to_jsonb({m})::text, to_jsonb(p)::text, {} FROM {table} {m} \
+         LEFT JOIN rm_payments p ON p.id = {m}.payment_id {rest}",
+        V::JOIN.columns()
+    )
 }
 
-/// A page of rows filtered by customer (`$1`) and one text column (`$2`), joined with their
-/// payments.
+/// One row by id (`$1`), joined with its payment at one point of the feed.
+async fn one<V: WithPayment>(
+    pool: &PgPool,
+    sql: &str,
+    id: Uuid,
+    wait: Duration,
+) -> Result<Option<V>, QueryError> {
+    V::JOIN
+        .consistent(pool, wait, || async {
+            let mut gap = Gap::default();
+            let row = sqlx::query(sql).bind(id).fetch_optional(pool).await?;
+            let view = row.map(|row| V::from_joined(&row, &mut gap)).transpose()?;
+            Ok((view, gap))
+        })
+        .await
+}
+
+/// A page of rows filtered by customer (`$1`) and one text column (`$2`), each joined with
+/// its payment at one point of the feed.
 async fn page_of<V: WithPayment>(
     pool: &PgPool,
     sql: &str,
-    customer: Option<Uuid>,
-    filter: Option<&str>,
+    filters: (Option<Uuid>, Option<&str>),
     page: PageRequest,
+    wait: Duration,
 ) -> Result<Page<V>, QueryError> {
-    let rows: Vec<Joined> = sqlx::query_as(sql)
-        .bind(customer)
-        .bind(filter)
-        .bind(page.limit())
-        .bind(page.offset())
-        .fetch_all(pool)
+    let (customer, filter) = filters;
+    let items = V::JOIN
+        .consistent(pool, wait, || async {
+            let mut gap = Gap::default();
+            let rows = sqlx::query(sql)
+                .bind(customer)
+                .bind(filter)
+                .bind(page.limit())
+                .bind(page.offset())
+                .fetch_all(pool)
+                .await?;
+            let items = rows
+                .iter()
+                .map(|row| V::from_joined(row, &mut gap))
+                .collect::<Result<Vec<V>, QueryError>>()?;
+            Ok((items, gap))
+        })
         .await?;
-    let items = rows
-        .into_iter()
-        .map(V::from_joined)
-        .collect::<Result<_, QueryError>>()?;
     Ok(page.finish(items))
 }
 
-/// One order.
+/// One order with its payment as they were at one point of the feed, waiting at most `wait`
+/// for the model that is behind.
 ///
 /// # Errors
 /// [`QueryError`].
-pub async fn order(pool: &PgPool, id: Uuid) -> Result<Option<OrderView>, QueryError> {
-    one(
-        pool,
-        "SELECT to_jsonb(o)::text, to_jsonb(p)::text FROM rm_orders o \
-         LEFT JOIN rm_payments p ON p.id = o.payment_id WHERE o.id = $1",
-        id,
-    )
-    .await
+pub async fn order(
+    pool: &PgPool,
+    id: Uuid,
+    wait: Duration,
+) -> Result<Option<OrderView>, QueryError> {
+    let sql = joined_sql::<OrderView>("rm_orders", "WHERE o.id = $1");
+    one(pool, &sql, id, wait).await
 }
 
-/// Orders filtered by customer and status, newest first.
+/// Orders filtered by customer and status, newest first, each with its payment as they were
+/// at one point of the feed.
 ///
 /// # Errors
 /// [`QueryError`].
@@ -402,32 +461,44 @@ pub async fn orders(
     customer: Option<Uuid>,
     status: Option<&str>,
     page: PageRequest,
+    wait: Duration,
 ) -> Result<Page<OrderView>, QueryError> {
-    page_of(
-        pool,
-        "SELECT to_jsonb(o)::text, to_jsonb(p)::text FROM rm_orders o \
-         LEFT JOIN rm_payments p ON p.id = o.payment_id \
-         WHERE ($1::uuid IS NULL OR o.customer_id = $1) AND ($2::text IS NULL OR o.status = $2) \
+    let sql = joined_sql::<OrderView>(
+        "rm_orders",
+        "WHERE ($1::uuid IS NULL OR o.customer_id = $1) AND ($2::text IS NULL OR o.status = $2) \
          ORDER BY o.placed_at DESC, o.id LIMIT $3 OFFSET $4",
-        customer,
-        status,
-        page,
-    )
-    .await
+    );
+    page_of(pool, &sql, (customer, status), page, wait).await
 }
 
-/// One booking.
+/// The customer of the order or booking (`kind`) `id`, if the read model has it.
 ///
 /// # Errors
 /// [`QueryError`].
-pub async fn booking(pool: &PgPool, id: Uuid) -> Result<Option<BookingView>, QueryError> {
-    one(
-        pool,
-        "SELECT to_jsonb(b)::text, to_jsonb(p)::text FROM rm_bookings b \
-         LEFT JOIN rm_payments p ON p.id = b.payment_id WHERE b.id = $1",
-        id,
-    )
-    .await
+pub async fn customer_of(pool: &PgPool, kind: &str, id: Uuid) -> Result<Option<Uuid>, QueryError> {
+    let sql = match kind {
+        "order" => "SELECT customer_id FROM rm_orders WHERE id = $1",
+        "booking" => "SELECT customer_id FROM rm_bookings WHERE id = $1",
+        _ => return Ok(None),
+    };
+    Ok(sqlx::query_scalar(sql)
+        .bind(id)
+        .fetch_optional(pool)
+        .await?)
+}
+
+/// One booking with its payment as they were at one point of the feed, waiting at most
+/// `wait` for the model that is behind.
+///
+/// # Errors
+/// [`QueryError`].
+pub async fn booking(
+    pool: &PgPool,
+    id: Uuid,
+    wait: Duration,
+) -> Result<Option<BookingView>, QueryError> {
+    let sql = joined_sql::<BookingView>("rm_bookings", "WHERE b.id = $1");
+    one(pool, &sql, id, wait).await
 }
 
 /// Bookings filtered by customer and slot, newest first.
@@ -439,18 +510,14 @@ pub async fn bookings(
     customer: Option<Uuid>,
     slot: Option<&str>,
     page: PageRequest,
+    wait: Duration,
 ) -> Result<Page<BookingView>, QueryError> {
-    page_of(
-        pool,
-        "SELECT to_jsonb(b)::text, to_jsonb(p)::text FROM rm_bookings b \
-         LEFT JOIN rm_payments p ON p.id = b.payment_id \
-         WHERE ($1::uuid IS NULL OR b.customer_id = $1) AND ($2::text IS NULL OR b.slot_sku = $2) \
+    let sql = joined_sql::<BookingView>(
+        "rm_bookings",
+        "WHERE ($1::uuid IS NULL OR b.customer_id = $1) AND ($2::text IS NULL OR b.slot_sku = $2) \
          ORDER BY b.placed_at DESC, b.id LIMIT $3 OFFSET $4",
-        customer,
-        slot,
-        page,
-    )
-    .await
+    );
+    page_of(pool, &sql, (customer, slot), page, wait).await
 }
 
 /// One stock item.

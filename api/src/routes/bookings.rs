@@ -152,7 +152,7 @@ pub async fn get_booking(
     let id = path_uuid(&path)?;
     settle(&state, &params, &["bookings", "payments"]).await?;
     found(
-        queries::booking(&state.pool, id)
+        queries::booking(&state.pool, id, state.read_wait)
             .await?
             .filter(|booking| access.may_act_for(booking.customer_id)),
         "booking_not_found",
@@ -195,6 +195,13 @@ pub async fn list_bookings(
         };
         return Ok(HttpResponse::Ok().json(none));
     };
-    let page = queries::bookings(&state.pool, customer, slot.as_deref(), page).await?;
+    let page = queries::bookings(
+        &state.pool,
+        customer,
+        slot.as_deref(),
+        page,
+        state.read_wait,
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(page))
 }

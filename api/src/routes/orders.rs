@@ -214,7 +214,7 @@ pub async fn get_order(
     let id = path_uuid(&path)?;
     settle(&state, &params, &["orders", "payments"]).await?;
     found(
-        queries::order(&state.pool, id)
+        queries::order(&state.pool, id, state.read_wait)
             .await?
             .filter(|order| access.may_act_for(order.customer_id)),
         "order_not_found",
@@ -261,6 +261,13 @@ pub async fn list_orders(
         };
         return Ok(HttpResponse::Ok().json(none));
     };
-    let page = queries::orders(&state.pool, customer, status.as_deref(), page).await?;
+    let page = queries::orders(
+        &state.pool,
+        customer,
+        status.as_deref(),
+        page,
+        state.read_wait,
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(page))
 }

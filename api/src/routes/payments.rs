@@ -46,14 +46,6 @@ async fn owned_by_caller(
     access: &Access,
     owner: &Owned,
 ) -> Result<bool, ApiError> {
-    let customer = match owner.kind.as_str() {
-        "order" => queries::order(&state.pool, owner.id)
-            .await?
-            .map(|o| o.customer_id),
-        "booking" => queries::booking(&state.pool, owner.id)
-            .await?
-            .map(|b| b.customer_id),
-        _ => None,
-    };
+    let customer = queries::customer_of(&state.pool, &owner.kind, owner.id).await?;
     Ok(customer.is_some_and(|c| access.may_act_for(c)))
 }

@@ -4,6 +4,7 @@ mod auth;
 mod bad_input;
 mod cancel;
 mod concurrency;
+mod consistency;
 mod crash;
 mod dead_letters;
 mod deadlines;
