@@ -211,6 +211,18 @@ impl TestApp {
 }
 
 impl TestApp {
+    /// Shuts this server down as SIGTERM would (requests drained, background work stopped
+    /// after its batch) and starts a new one on the same database with the same settings, on
+    /// a new port.
+    pub async fn restart_gracefully(&self) -> TestApp {
+        self.shutdown.graceful().await;
+        start(
+            self.settings.clone(),
+            std::sync::Arc::clone(&self._database),
+        )
+        .await
+    }
+
     /// Shuts this server down as SIGTERM would (drain requests, then stop background work
     /// cleanly); the future can be spawned and awaited later while requests are in flight.
     pub fn shutdown_gracefully(&self) -> impl std::future::Future<Output = ()> + Send + 'static {

@@ -28,6 +28,7 @@ mod saga_concurrency;
 mod sagas;
 mod seed;
 mod shutdown;
+mod soak;
 mod stall;
 mod stock_items;
 mod tracing;
