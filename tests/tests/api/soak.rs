@@ -63,7 +63,7 @@ async fn client(n: usize, address: Address, stop: Arc<AtomicBool>) -> usize {
             accepted += 1;
             if let Ok(answer) = response.json::<Value>().await
                 && let Some(id) = answer["id"].as_str()
-                && i % 3 == 0
+                && i.is_multiple_of(3)
             {
                 let kind = if path.ends_with("orders") {
                     "orders"
