@@ -1,10 +1,12 @@
 //! Expiring orders and bookings that were not paid in time.
 //!
-//! The deadlines are read models (`projections::models::deadlines`): one row per open order or
-//! booking with an `expires_at`, gone once it ends. A job claims due rows with
-//! `FOR UPDATE SKIP LOCKED` and a lease (`claimed_until`), then issues `Expire` for each. Any
-//! number of processes may run the job: a row is claimed by one at a time, and a claim whose
-//! holder died lapses and is taken again. Expiry itself is idempotent (a repeat is a no-op, an
+//! The deadlines are write-side state: each order's and booking's saga keeps `due_at` on its
+//! row of `saga_instances` while the flow waits for the customer to pay, and clears it when
+//! the flow ends (written with the saga's state and checkpoint, so it is rebuilt whenever the
+//! saga is). A job claims due sagas with `FOR UPDATE SKIP LOCKED` and a lease
+//! (`claimed_until`), then issues `Expire` to their owners. Any number of processes may run the
+//! job: a saga is claimed by one at a time, and a claim whose holder died lapses and is taken
+//! again. Expiry itself is idempotent (a repeat is a no-op, an
 //! order that ended meanwhile refuses), so a lapsed or lost claim costs at most a command that
 //! changes nothing. Releasing stock and cancelling the payment follow from `OrderExpired` /
 //! `BookingExpired` in the sagas, not from here.
@@ -25,10 +27,10 @@ use crate::bus::{CommandBus, Routed};
 use crate::error::CommandError;
 use crate::metadata::CommandMetadata;
 
-/// The order deadlines table (written by the `order_deadlines` read model).
-pub const ORDER_DEADLINES: &str = "rm_order_deadlines";
-/// The booking deadlines table (written by the `booking_deadlines` read model).
-pub const BOOKING_DEADLINES: &str = "rm_booking_deadlines";
+/// The saga type whose due sagas expire orders.
+pub const ORDER_DEADLINES: &str = "order_saga";
+/// The saga type whose due sagas expire bookings.
+pub const BOOKING_DEADLINES: &str = "booking_saga";
 /// How long a claim holds a row: long enough for one batch's commands, short enough that a
 /// row whose claimer died is expired soon after.
 pub const LEASE: Duration = Duration::from_secs(30);
@@ -63,8 +65,9 @@ pub enum DeadlineError {
     Scheduler(#[from] JobSchedulerError),
 }
 
-/// Claims up to `limit` rows of `table` due at `now` and not held by a live claim, marking
-/// them held until `now + lease`, earliest due first; returns their ids.
+/// Claims up to `limit` sagas of type `saga_type` due at `now` and not held by a live claim,
+/// marking them held until `now + lease`, earliest due first; returns their ids (the order's
+/// or booking's).
 ///
 /// One statement, so one short transaction, on purpose: the ordered feed cannot read past an
 /// open transaction that holds an xid, so a claim held open while its commands run would stall
@@ -72,13 +75,11 @@ pub enum DeadlineError {
 /// Concurrent claimers skip each other's locked rows and never return the same row while its
 /// lease lasts.
 ///
-/// `table` is put into the SQL as is: pass [`ORDER_DEADLINES`] or [`BOOKING_DEADLINES`].
-///
 /// # Errors
 /// Any database error; nothing is claimed then.
 pub async fn claim_due_deadlines(
     pool: &PgPool,
-    table: &str,
+    saga_type: &str,
     now: DateTime<Utc>,
     limit: usize,
     lease: Duration,
@@ -87,16 +88,18 @@ pub async fn claim_due_deadlines(
         .ok()
         .and_then(|lease| now.checked_add_signed(lease))
         .unwrap_or(DateTime::<Utc>::MAX_UTC);
-    sqlx::query_scalar(&format!(
-        "UPDATE {table} SET claimed_until = $2 \
-         WHERE id IN (SELECT id FROM {table} \
-                       WHERE due_at <= $1 AND (claimed_until IS NULL OR claimed_until < $1) \
+    sqlx::query_scalar(
+        "UPDATE saga_instances SET claimed_until = $2 \
+         WHERE id IN (SELECT id FROM saga_instances \
+                       WHERE saga_type = $4 AND due_at <= $1 \
+                         AND (claimed_until IS NULL OR claimed_until < $1) \
                        ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
-         RETURNING id"
-    ))
+         RETURNING id",
+    )
     .bind(now)
     .bind(until)
     .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .bind(saga_type)
     .fetch_all(pool)
     .await
 }
@@ -106,8 +109,8 @@ pub async fn claim_due_deadlines(
 ///
 /// Safe to run from several processes at once: each row is expired by whoever claimed it.
 /// An order or booking that ended meanwhile is skipped. Any other failure is logged and left
-/// claimed until [`LEASE`] lapses, when a later run tries again. A row the deadline projector
-/// is rewriting at that instant is locked, so this run passes it over and the next takes it.
+/// claimed until [`LEASE`] lapses, when a later run tries again. A saga its runner is
+/// rewriting at that instant is locked, so this run passes it over and the next takes it.
 ///
 /// # Errors
 /// [`DeadlineError::Claim`] when due rows cannot be claimed; what ran before is kept.

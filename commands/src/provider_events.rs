@@ -241,12 +241,20 @@ async fn owner_exists(
     Ok(false)
 }
 
-/// The payment whose intent is `intent_id`, from the payments read model.
+/// The payment whose intent is `intent_id`, for events that do not carry the intent's
+/// metadata (a refunded charge): its `PaymentCreated` event in the store names the intent
+/// (an expression index finds it, `events_payment_intent`).
 async fn payment_of_intent(pool: &PgPool, intent_id: &str) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar("SELECT id FROM rm_payments WHERE provider_intent_id = $1")
-        .bind(intent_id)
-        .fetch_optional(pool)
-        .await
+    let id: Option<String> = sqlx::query_scalar(
+        "SELECT aggregate_id FROM events \
+         WHERE aggregate_type = 'payment' AND event_type = 'PaymentCreated' \
+           AND (payload -> 'PaymentCreated' ->> 'provider_intent_id') = $1 \
+         LIMIT 1",
+    )
+    .bind(intent_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(id.and_then(|id| id.parse().ok()))
 }
 
 async fn apply(

@@ -5,7 +5,6 @@ use feed::{Subscription, SubscriptionHandle, SubscriptionOptions};
 use sqlx::PgPool;
 
 use crate::models::bookings::Bookings;
-use crate::models::deadlines::{BookingDeadlines, OrderDeadlines};
 use crate::models::orders::Orders;
 use crate::models::payments::Payments;
 use crate::models::stock_items::StockLevels;
@@ -15,19 +14,10 @@ static ORDERS: Model<Orders> = Model::new();
 static BOOKINGS: Model<Bookings> = Model::new();
 static STOCK_ITEMS: Model<StockLevels> = Model::new();
 static PAYMENTS: Model<Payments> = Model::new();
-static ORDER_DEADLINES: Model<OrderDeadlines> = Model::new();
-static BOOKING_DEADLINES: Model<BookingDeadlines> = Model::new();
 
 /// All projections, in the order the CLI lists them.
-pub fn all() -> [&'static dyn Projection; 6] {
-    [
-        &ORDERS,
-        &BOOKINGS,
-        &STOCK_ITEMS,
-        &PAYMENTS,
-        &ORDER_DEADLINES,
-        &BOOKING_DEADLINES,
-    ]
+pub fn all() -> [&'static dyn Projection; 4] {
+    [&ORDERS, &BOOKINGS, &STOCK_ITEMS, &PAYMENTS]
 }
 
 /// The projection called `name`.

@@ -21,7 +21,8 @@
 //! - [`schema`]: OpenAPI stand-ins for the domain values the views embed.
 //!
 //! # Rules this crate keeps
-//! Queries read only read models. Depends on `domain` and `commands`, never on HTTP.
+//! Queries read only read models. Depends on `domain` and `feed` only, never on HTTP or the
+//! write side.
 #![warn(missing_docs)]
 
 pub mod bulk;

@@ -113,6 +113,17 @@ pub struct SagaData {
     pub refund_requested: bool,
 }
 
+impl SagaData {
+    /// When the owner expires unless it ends first: while the flow waits for the customer to
+    /// pay, its `expires_at`; never once it ended (the expiry job claims sagas by this).
+    pub fn due_at(&self) -> Option<DateTime<Utc>> {
+        match self.state {
+            SagaState::New | SagaState::AwaitingPayment => self.expires_at,
+            _ => None,
+        }
+    }
+}
+
 /// Holds of events recorded before deadlines existed lapse this long after placing.
 const LEGACY_TTL_MINUTES: i64 = 15;
 

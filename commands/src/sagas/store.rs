@@ -113,6 +113,7 @@ pub async fn save(
     let mut datas = Vec::with_capacity(sagas.len());
     let mut versions = Vec::with_capacity(sagas.len());
     let mut payments = Vec::with_capacity(sagas.len());
+    let mut due = Vec::with_capacity(sagas.len());
     let (mut step_sagas, mut numbers, mut positions, mut types, mut step_states, mut effects) = (
         Vec::new(),
         Vec::new(),
@@ -131,6 +132,7 @@ pub async fn save(
         let steps = i32::try_from(saga.steps.len()).unwrap_or(i32::MAX);
         versions.push(saga.version.saturating_add(steps));
         payments.push(saga.data.payment_id.map(|p| p.0));
+        due.push(saga.data.due_at());
         for (n, step) in (saga.version + 1..).zip(&saga.steps) {
             step_sagas.push(saga.id);
             numbers.push(n);
@@ -141,12 +143,14 @@ pub async fn save(
         }
     }
     sqlx::query(
-        "INSERT INTO saga_instances (id, saga_type, state, data, version, payment_id) \
-         SELECT id, $2, state, data::jsonb, version, payment_id \
-         FROM UNNEST($1::uuid[], $3::text[], $4::text[], $5::int[], $6::uuid[]) \
-              AS t(id, state, data, version, payment_id) \
+        "INSERT INTO saga_instances (id, saga_type, state, data, version, payment_id, due_at) \
+         SELECT id, $2, state, data::jsonb, version, payment_id, due_at \
+         FROM UNNEST($1::uuid[], $3::text[], $4::text[], $5::int[], $6::uuid[], \
+                     $7::timestamptz[]) \
+              AS t(id, state, data, version, payment_id, due_at) \
          ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, data = EXCLUDED.data, \
-             version = EXCLUDED.version, payment_id = EXCLUDED.payment_id, updated_at = now()",
+             version = EXCLUDED.version, payment_id = EXCLUDED.payment_id, \
+             due_at = EXCLUDED.due_at, updated_at = now()",
     )
     .bind(&ids)
     .bind(saga_type)
@@ -154,6 +158,7 @@ pub async fn save(
     .bind(&datas)
     .bind(&versions)
     .bind(&payments)
+    .bind(&due)
     .execute(&mut *conn)
     .await?;
     sqlx::query(

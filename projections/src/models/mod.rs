@@ -1,7 +1,6 @@
-//! The read models: one per aggregate type, and the deadlines of open orders and bookings.
+//! The read models: one per aggregate type.
 
 pub mod bookings;
-pub mod deadlines;
 pub mod orders;
 pub mod payments;
 pub mod stock_items;

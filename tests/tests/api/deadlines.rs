@@ -3,22 +3,24 @@
 //! Tests through the application keep payments from settling (the simulated gateway waits an
 //! hour), so whatever the sagas do the orders stay open until the deadline job ends them, and
 //! their assertions hold whether or not a saga moves an order along meanwhile. Tests that
-//! count what one run did use a bare database with only the read models running, so the runs
-//! they start are the only ones.
+//! count what one run did use a bare database with only the sagas running (they keep the
+//! deadlines), so the runs they start are the only ones.
 
 use api::configuration::{GatewaySettings, Settings};
 use chrono::{DateTime, Utc};
-use commands::deadlines::{self, Expired, ORDER_DEADLINES};
+use commands::deadlines::{self, Expired};
+use commands::payment_gateway::{PaymentGateway, SimulatedGateway};
+use commands::sagas::{BookingSaga, OrderSaga, SagaRunner};
 use commands::{CommandBus, CommandMetadata};
 use domain::order::{Order, OrderCommand, OrderItem};
+use domain::stock_item::StockItem;
 use domain::{Currency, CustomerId, Money, Quantity, Sku};
-use feed::SubscriptionOptions;
-use projections::catalog;
-use projections::rebuild::{self, Phase, Progress};
+use feed::{Subscription, SubscriptionHandle, SubscriptionOptions};
 use serde_json::{Value, json};
 use sqlx::PgPool;
+use std::sync::Arc;
 use std::time::Duration;
-use tests::{TestApp, TestDatabase, eventually, spawn_app_with};
+use tests::{TestApp, TestDatabase, eventually, register_product_command, spawn_app_with};
 use uuid::Uuid;
 
 /// Short TTLs, payments that never settle, and the application's own job out of the way
@@ -34,11 +36,12 @@ fn unpaid(ttl: Duration) -> impl FnOnce(&mut Settings) {
     }
 }
 
-/// A migrated database with the read models running and nothing else: no server, no sagas,
-/// no application deadline job.
+/// A migrated database with the order and booking sagas running (paying through a gateway
+/// that never settles) and nothing else: no server, no read models, no application deadline
+/// job.
 struct Bare {
     bus: CommandBus,
-    _projections: catalog::Running,
+    _sagas: [SubscriptionHandle; 2],
     database: TestDatabase,
 }
 
@@ -50,11 +53,34 @@ impl Bare {
             .await
             .expect("migrate");
         let bus = CommandBus::new(database.pool.clone());
-        let options = SubscriptionOptions::default();
-        let projections = catalog::start(&database.pool, bus.feed_signal(), &options);
+        let gateway: Arc<dyn PaymentGateway> = Arc::new(SimulatedGateway::new(
+            "http://127.0.0.1:9/webhooks/stripe".to_owned(),
+            tests::WEBHOOK_SECRET.to_owned(),
+            Duration::from_secs(3600),
+        ));
+        let saga = |handler: Arc<dyn feed::Handler>| {
+            let options = SubscriptionOptions::default();
+            Subscription::new(
+                handler,
+                database.pool.clone(),
+                bus.feed_signal().clone(),
+                options,
+            )
+            .spawn()
+        };
+        let sagas = [
+            saga(Arc::new(SagaRunner::<OrderSaga>::new(
+                bus.clone(),
+                gateway.clone(),
+            ))),
+            saga(Arc::new(SagaRunner::<BookingSaga>::new(
+                bus.clone(),
+                gateway,
+            ))),
+        ];
         Self {
             bus,
-            _projections: projections,
+            _sagas: sagas,
             database,
         }
     }
@@ -63,19 +89,29 @@ impl Bare {
         &self.database.pool
     }
 
-    /// Waits until the order deadlines have handled every event so far.
+    /// Waits until the sagas have handled every event so far, and the events they appended
+    /// meanwhile, until they append no more.
     async fn catch_up(&self) {
-        let last: i64 = sqlx::query_scalar(
-            "SELECT global_position FROM events \
-             ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
-        )
-        .fetch_one(self.pool())
-        .await
-        .unwrap();
-        let timeout = Duration::from_secs(60);
-        projections::wait::until_reached(self.pool(), None, "order_deadlines", last, timeout)
+        let mut last = 0;
+        loop {
+            let end: i64 = sqlx::query_scalar(
+                "SELECT global_position FROM events \
+                 ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
+            )
+            .fetch_one(self.pool())
             .await
             .unwrap();
+            if end == last {
+                return;
+            }
+            for saga in ["order_saga", "booking_saga"] {
+                let timeout = Duration::from_secs(60);
+                projections::wait::until_reached(self.pool(), None, saga, end, timeout)
+                    .await
+                    .unwrap();
+            }
+            last = end;
+        }
     }
 }
 
@@ -90,8 +126,13 @@ async fn place_order_over_http(app: &TestApp, sku: &str) -> String {
     accepted_id(app.post("/api/v1/orders", &body).await).await
 }
 
-/// Places an order of one `sku` through `bus`, due at `expires_at`; its id.
+/// Places an order of one `sku` (registered with plenty of stock if it is new) through
+/// `bus`, due at `expires_at`; its id.
 async fn place_order_due(bus: &CommandBus, sku: &str, expires_at: DateTime<Utc>) -> String {
+    // A second registration is refused, which is fine.
+    let _ = bus
+        .execute::<StockItem>(sku, register_product_command(sku, 1_000, 0), &meta())
+        .await;
     let id = Uuid::new_v4().to_string();
     let price = Money::new(1500, Currency::parse("MXN").unwrap()).unwrap();
     let place = OrderCommand::Place {
@@ -115,13 +156,14 @@ fn seconds_from_now(seconds: i64) -> DateTime<Utc> {
     Utc::now() + chrono::Duration::seconds(seconds)
 }
 
-/// `table`'s `due_at` of `id`, if it has a row.
-async fn due_at(pool: &PgPool, table: &str, id: &str) -> Option<DateTime<Utc>> {
-    sqlx::query_scalar(&format!("SELECT due_at FROM {table} WHERE id = $1::uuid"))
+/// The `due_at` of the saga of order or booking `id`, if it has one.
+async fn due_at(pool: &PgPool, id: &str) -> Option<DateTime<Utc>> {
+    sqlx::query_scalar("SELECT due_at FROM saga_instances WHERE id = $1::uuid")
         .bind(id)
         .fetch_optional(pool)
         .await
         .unwrap()
+        .flatten()
 }
 
 /// How many events of `event_type` the aggregate has.
@@ -154,8 +196,8 @@ async fn wait_past(at: DateTime<Utc>) {
     tokio::time::sleep(left + Duration::from_millis(20)).await;
 }
 
-/// Steps the application's deadline job until `id` has an `expired` event (a run skips a row
-/// the projector is rewriting at that instant; the next run takes it).
+/// Steps the application's deadline job until `id` has an `expired` event (a run skips a saga
+/// its runner is rewriting at that instant; the next run takes it).
 async fn step_until_expired(app: &TestApp, aggregate_type: &str, id: &str, expired: &str) {
     for _ in 0..200 {
         app.run_deadlines_once().await;
@@ -174,9 +216,10 @@ async fn an_order_still_open_at_its_deadline_is_expired_exactly_once() {
     app.register_product("DL-MUG", 5).await;
     let id = place_order_over_http(&app, "DL-MUG").await;
     app.catch_up().await;
-    let due = due_at(&app.pool, ORDER_DEADLINES, &id)
-        .await
-        .expect("a row");
+    let due = eventually("the saga to keep the order's deadline", || async {
+        due_at(&app.pool, &id).await
+    })
+    .await;
 
     // Act
     wait_past(due).await;
@@ -199,7 +242,10 @@ async fn an_order_still_open_at_its_deadline_is_expired_exactly_once() {
     assert_eq!(expired.len(), 1);
     assert_eq!(expired[0].metadata["actor"], "system:deadlines");
     app.catch_up().await;
-    assert_eq!(due_at(&app.pool, ORDER_DEADLINES, &id).await, None);
+    eventually("the saga to drop the deadline", || async {
+        due_at(&app.pool, &id).await.is_none().then_some(())
+    })
+    .await;
     let (_, order) = app.get_json(&format!("/api/v1/orders/{id}")).await;
     assert_eq!(order["status"], "EXPIRED");
 }
@@ -214,10 +260,13 @@ async fn a_booking_still_pending_payment_at_its_deadline_is_expired_exactly_once
     let body = json!({"customer_id": Uuid::new_v4(), "slot_sku": "DL-TOUR", "guests": 2});
     let id = accepted_id(app.post("/api/v1/bookings", &body).await).await;
     app.catch_up().await;
-    let due = due_at(&app.pool, "rm_booking_deadlines", &id).await;
+    let due = eventually("the saga to keep the booking's deadline", || async {
+        due_at(&app.pool, &id).await
+    })
+    .await;
 
     // Act
-    wait_past(due.expect("a row")).await;
+    wait_past(due).await;
     step_until_expired(&app, "booking", &id, "BookingExpired").await;
     let before = expiries(&app.pool).await;
     let again = app.run_deadlines_once().await;
@@ -235,7 +284,10 @@ async fn a_booking_still_pending_payment_at_its_deadline_is_expired_exactly_once
     );
     assert_eq!(count_of(&app.pool, "order", &id, "OrderExpired").await, 0);
     app.catch_up().await;
-    assert_eq!(due_at(&app.pool, "rm_booking_deadlines", &id).await, None);
+    eventually("the saga to drop the deadline", || async {
+        due_at(&app.pool, &id).await.is_none().then_some(())
+    })
+    .await;
     let (_, booking) = app.get_json(&format!("/api/v1/bookings/{id}")).await;
     assert_eq!(booking["status"], "EXPIRED");
 }
@@ -262,8 +314,8 @@ async fn the_application_expires_due_orders_on_its_own() {
 
 #[tokio::test]
 async fn an_order_that_ended_before_its_deadline_is_not_expired() {
-    // Arrange: one order cancelled in time, one whose row outlived its end (a lagging
-    // projection, simulated by writing the row back by hand).
+    // Arrange: one order cancelled in time, one whose deadline outlived its end (a lagging
+    // saga, simulated by writing the deadline back by hand).
     let bare = Bare::new().await;
     let due = seconds_from_now(1);
     let cancelled = place_order_due(&bare.bus, "DL-CUP", due).await;
@@ -278,14 +330,12 @@ async fn an_order_that_ended_before_its_deadline_is_not_expired() {
             .unwrap();
     }
     bare.catch_up().await;
-    assert_eq!(due_at(bare.pool(), ORDER_DEADLINES, &cancelled).await, None);
-    sqlx::query(
-        "INSERT INTO rm_order_deadlines (id, due_at, position) VALUES ($1::uuid, now(), 1)",
-    )
-    .bind(&lagging)
-    .execute(bare.pool())
-    .await
-    .unwrap();
+    assert_eq!(due_at(bare.pool(), &cancelled).await, None);
+    sqlx::query("UPDATE saga_instances SET due_at = now() WHERE id = $1::uuid")
+        .bind(&lagging)
+        .execute(bare.pool())
+        .await
+        .unwrap();
 
     // Act
     wait_past(due).await;
@@ -298,7 +348,7 @@ async fn an_order_that_ended_before_its_deadline_is_not_expired() {
             skipped: 1,
             ..Expired::default()
         },
-        "the lagging row was claimed and skipped"
+        "the lagging deadline was claimed and skipped"
     );
     for id in [&cancelled, &lagging] {
         assert_eq!(count_of(bare.pool(), "order", id, "OrderExpired").await, 0);
@@ -331,11 +381,12 @@ async fn one_run_clears_a_backlog_larger_than_its_batch_and_leaves_what_is_not_d
         }
     );
     bare.catch_up().await;
-    let rows: Vec<(String, Option<DateTime<Utc>>)> =
-        sqlx::query_as("SELECT id::text, claimed_until FROM rm_order_deadlines ORDER BY 1")
-            .fetch_all(bare.pool())
-            .await
-            .unwrap();
+    let rows: Vec<(String, Option<DateTime<Utc>>)> = sqlx::query_as(
+        "SELECT id::text, claimed_until FROM saga_instances WHERE due_at IS NOT NULL ORDER BY 1",
+    )
+    .fetch_all(bare.pool())
+    .await
+    .unwrap();
     later.sort();
     assert_eq!(
         rows,
@@ -372,10 +423,11 @@ async fn two_jobs_racing_over_the_same_due_orders_expire_each_exactly_once() {
         assert_eq!(count_of(bare.pool(), "order", id, "OrderExpired").await, 1);
     }
     bare.catch_up().await;
-    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM rm_order_deadlines")
-        .fetch_one(bare.pool())
-        .await
-        .unwrap();
+    let left: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM saga_instances WHERE due_at IS NOT NULL")
+            .fetch_one(bare.pool())
+            .await
+            .unwrap();
     assert_eq!(left, 0);
 }
 
@@ -409,24 +461,29 @@ async fn the_deadline_job_sweeps_on_start_runs_on_its_interval_and_stops_on_shut
     assert_eq!(count_of(pool, "order", &after, "OrderExpired").await, 0);
 }
 
-/// Every order deadline as (id, due_at), by id (positions move on as sagas add events).
+/// Every order deadline as (id, due_at), by id.
 async fn deadlines_of(app: &TestApp) -> Vec<(String, DateTime<Utc>)> {
-    sqlx::query_as("SELECT id::text, due_at FROM rm_order_deadlines ORDER BY id::text")
-        .fetch_all(&app.pool)
-        .await
-        .unwrap()
+    sqlx::query_as(
+        "SELECT id::text, due_at FROM saga_instances \
+         WHERE saga_type = 'order_saga' AND due_at IS NOT NULL ORDER BY id::text",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
-async fn the_deadline_models_are_listed_and_rebuild_to_the_open_orders() {
+async fn the_deadlines_are_those_of_the_open_orders_as_their_sagas_keep_them() {
     // Arrange: two open orders, one cancelled.
     let app = spawn_app_with(unpaid(Duration::from_secs(900))).await;
-    app.register_product("DL-REBUILD", 10).await;
-    let mut open = vec![
-        place_order_over_http(&app, "DL-REBUILD").await,
-        place_order_over_http(&app, "DL-REBUILD").await,
+    app.register_product("DL-OPEN", 10).await;
+    let mut open = [
+        place_order_over_http(&app, "DL-OPEN").await,
+        place_order_over_http(&app, "DL-OPEN").await,
     ];
-    let cancelled = place_order_over_http(&app, "DL-REBUILD").await;
+    let cancelled = place_order_over_http(&app, "DL-OPEN").await;
+
+    // Act
     let cancel = OrderCommand::Cancel {
         reason: "no".to_owned(),
     };
@@ -434,33 +491,22 @@ async fn the_deadline_models_are_listed_and_rebuild_to_the_open_orders() {
         .execute::<Order>(&cancelled, cancel, &meta())
         .await
         .unwrap();
-    app.catch_up().await;
-    let live = deadlines_of(&app).await;
 
-    // Act
-    for name in ["order_deadlines", "booking_deadlines"] {
-        let projection = catalog::find(name).expect("registered");
-        let (progress, _) = tokio::sync::watch::channel(Progress {
-            phase: Phase::Preparing,
-            applied: 0,
-            total: 0,
-        });
-        rebuild::rebuild(&app.pool, projection, &progress)
-            .await
-            .unwrap_or_else(|e| panic!("rebuild {name}: {e}"));
-    }
-
-    // Assert
-    let rebuilt = deadlines_of(&app).await;
-    assert_eq!(rebuilt, live);
+    // Assert: each open order's deadline is its own expiry, and the cancelled one has none.
     open.sort();
-    let ids: Vec<String> = rebuilt.into_iter().map(|(id, _)| id).collect();
-    assert_eq!(ids, open);
-    let names: Vec<&str> = projections::status::all(&app.pool)
-        .await
-        .unwrap()
-        .iter()
-        .map(|s| s.name)
-        .collect();
-    assert!(names.contains(&"order_deadlines") && names.contains(&"booking_deadlines"));
+    let deadlines = eventually(
+        "the sagas to keep exactly the open orders' deadlines",
+        || async {
+            let deadlines = deadlines_of(&app).await;
+            let ids: Vec<&String> = deadlines.iter().map(|(id, _)| id).collect();
+            (ids == open.iter().collect::<Vec<_>>()).then_some(deadlines)
+        },
+    )
+    .await;
+    for (id, due) in deadlines {
+        let placed = &app.events_for("order", &id).await[0];
+        let expires_at: DateTime<Utc> =
+            serde_json::from_value(placed.payload["OrderPlaced"]["expires_at"].clone()).unwrap();
+        assert!((due - expires_at).num_milliseconds().abs() < 1, "{id}");
+    }
 }

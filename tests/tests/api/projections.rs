@@ -383,40 +383,10 @@ async fn assert_rows_are_at_their_last_event(app: &TestApp, projection: &dyn Pro
     );
 }
 
-/// Asserts `rm_<kind>_deadlines` holds exactly the open orders (bookings) that have a
-/// deadline, each due when it expires and at its last event (as `rm_<kind>s` has them).
-async fn assert_deadlines_are_the_open_ones(app: &TestApp, kind: &str) {
-    let open = if kind == "order" {
-        "'STARTED', 'STOCK_RESERVED', 'PAYMENT_PENDING'"
-    } else {
-        "'PENDING_PAYMENT'"
-    };
-    let (matching, rows, due): (i64, i64, i64) = sqlx::query_as(&format!(
-        "SELECT (SELECT count(*) FROM rm_{kind}_deadlines d JOIN rm_{kind}s o USING (id) \
-                  WHERE o.status IN ({open}) AND d.due_at = o.expires_at \
-                    AND d.position = o.position), \
-                (SELECT count(*) FROM rm_{kind}_deadlines), \
-                (SELECT count(*) FROM rm_{kind}s \
-                  WHERE status IN ({open}) AND expires_at IS NOT NULL)"
-    ))
-    .fetch_one(&app.pool)
-    .await
-    .expect("deadline rows");
-    assert_eq!(
-        (matching, rows),
-        (due, due),
-        "rm_{kind}_deadlines: rows matching an open {kind}, rows, open {kind}s with a deadline"
-    );
-}
-
 /// Asserts the live read models agree with what the writers did and with the event store.
 async fn assert_read_models_match_the_write_side(app: &TestApp, expected: &Expected) {
     for projection in catalog::all() {
-        match projection.name() {
-            "order_deadlines" => assert_deadlines_are_the_open_ones(app, "order").await,
-            "booking_deadlines" => assert_deadlines_are_the_open_ones(app, "booking").await,
-            _ => assert_rows_are_at_their_last_event(app, projection).await,
-        }
+        assert_rows_are_at_their_last_event(app, projection).await;
     }
     let orders: Vec<(Uuid, String, Option<Uuid>)> =
         sqlx::query_as("SELECT id, status, payment_id FROM rm_orders")
@@ -867,9 +837,7 @@ async fn rebuilds_keep_the_tables_indexes_under_their_own_names() {
     assert_eq!(
         primary_keys,
         [
-            "rm_booking_deadlines_pkey",
             "rm_bookings_pkey",
-            "rm_order_deadlines_pkey",
             "rm_orders_pkey",
             "rm_payments_pkey",
             "rm_stock_items_pkey"
