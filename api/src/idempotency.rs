@@ -1,6 +1,7 @@
 //! `Idempotency-Key`: a command retried with the same key runs once.
 //!
-//! On every `POST` under `/api/v1` and `/admin`, a request carrying `Idempotency-Key`
+//! On every `POST` of the route table's guarded scopes (`/api/v1`, `/admin`, which wrap this
+//! middleware), a request carrying `Idempotency-Key`
 //! (1 to 255 printable ASCII characters, else 400 `invalid_idempotency_key`) claims the key
 //! in `idempotency_keys` with one atomic `INSERT … ON CONFLICT` before the handler runs. Keys
 //! are scoped by caller (the token subject, or `anonymous` without one), so two callers never
@@ -166,11 +167,10 @@ pub async fn middleware(
     finish(&pool, &keyed, claim, response).await
 }
 
-/// A `POST` under `/api/v1` or `/admin` (webhooks have their own de-duplication).
+/// A `POST` (the middleware only wraps the guarded scopes; webhooks have their own
+/// de-duplication).
 fn is_command(req: &ServiceRequest) -> bool {
-    let path = req.path();
     req.method() == actix_web::http::Method::POST
-        && (path.starts_with("/api/v1/") || path.starts_with("/admin/"))
 }
 
 /// The key, if the request has one.

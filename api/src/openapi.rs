@@ -323,8 +323,8 @@ struct ProblemResponses;
 
 /// Which problems an operation can answer, by where it lives and what it takes.
 fn shared_problems(path: &str, method: &HttpMethod) -> Vec<(&'static str, &'static str)> {
-    let secured = path.starts_with("/api/v1") || path.starts_with("/admin");
-    let command = matches!(method, HttpMethod::Post) && path != "/webhooks/stripe";
+    let secured = crate::routes::table::guarded(path).is_some();
+    let command = matches!(method, HttpMethod::Post) && secured;
     let mut problems = Vec::new();
     if command || matches!(method, HttpMethod::Get) && secured {
         problems.push((
@@ -406,15 +406,14 @@ impl Modify for ProblemResponses {
                         .entry(status.to_owned())
                         .or_insert(answer);
                 }
-                if matches!(method, HttpMethod::Post)
-                    && (path.starts_with("/api/v1/") || path.starts_with("/admin/"))
-                {
+                let guarded = crate::routes::table::guarded(path).is_some();
+                if matches!(method, HttpMethod::Post) && guarded {
                     operation
                         .parameters
                         .get_or_insert_with(Vec::new)
                         .push(RefOr::T(idempotency_key()));
                 }
-                if path.starts_with("/api/v1") || path.starts_with("/admin") {
+                if guarded {
                     operation.security = Some(vec![SecurityRequirement::new(
                         "bearer",
                         Vec::<String>::new(),

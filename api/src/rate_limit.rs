@@ -8,11 +8,12 @@
 //!   request's extensions, so auth must run before the limiters), else the socket peer's IP
 //!   (IPv6 grouped by /64). Behind a reverse proxy every client shares the proxy's address;
 //!   trusting `X-Forwarded-For` would let any client pick its own budget, so it is not read.
-//! - **Budgets**: [`overall`] covers every request except the exempt paths (webhooks, health
-//!   probes, metrics, API docs); [`per_route`] adds the order-creation and booking-creation
-//!   budgets. A request refused by a route budget has already been counted by the overall one
-//!   (the overall limiter runs first): every attempt costs, so hammering a refused route also
-//!   drains the client's overall budget. Server errors (5xx) are given back to both.
+//! - **Budgets**: [`overall`] wraps the guarded scopes of the route table (the platform
+//!   endpoints are outside them); [`route`] wraps the routes with a budget of their own
+//!   (order and booking creation). A request refused by a route budget has already been
+//!   counted by the overall one (the scope's limiter runs first): every attempt costs, so
+//!   hammering a refused route also drains the client's overall budget. Server errors (5xx)
+//!   are given back to both.
 //! - **Headers**: `x-ratelimit-limit`, `x-ratelimit-remaining` and `x-ratelimit-reset`
 //!   (seconds until the window resets) describe the budget with the fewest requests left, the
 //!   one that will refuse first (the route budget on a tie); a 429 describes the budget that
@@ -23,7 +24,6 @@ use actix_extensible_rate_limit::backend::memory::InMemoryBackend;
 use actix_extensible_rate_limit::backend::{Backend, Decision, SimpleInput, SimpleOutput};
 use actix_extensible_rate_limit::{HeaderCompatibleOutput, RateLimiter};
 use actix_web::dev::ServiceRequest;
-use actix_web::http::Method;
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::{HttpMessage, HttpResponse, ResponseError};
 use std::convert::Infallible;
@@ -43,11 +43,6 @@ const LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
 const REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
 const RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
 
-/// Paths no budget covers: the platform endpoints ([`crate::routes::is_platform`]).
-fn is_exempt(path: &str) -> bool {
-    crate::routes::is_platform(path)
-}
-
 /// One budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limit {
@@ -60,6 +55,15 @@ pub enum Limit {
 }
 
 impl Limit {
+    /// Its size in requests per minute under `limits`.
+    fn per_minute(self, limits: &RateLimits) -> u64 {
+        match self {
+            Self::Overall => limits.per_minute,
+            Self::Orders => limits.orders_per_minute,
+            Self::Bookings => limits.bookings_per_minute,
+        }
+    }
+
     /// The `limit` label of `reserva_rate_limited_total` and the key prefix.
     pub fn label(self) -> &'static str {
         match self {
@@ -86,18 +90,6 @@ pub fn client_key(req: &ServiceRequest) -> String {
         Some(ip) => format!("ip:{ip}"),
         // Only in-process test requests have no peer; they share one budget.
         None => "ip:unknown".to_owned(),
-    }
-}
-
-/// The budget of a route with one of its own, and its size.
-fn route_limit(method: &Method, path: &str, limits: &RateLimits) -> Option<(Limit, u64)> {
-    if method != Method::POST {
-        return None;
-    }
-    match path {
-        "/api/v1/orders" => Some((Limit::Orders, limits.orders_per_minute)),
-        "/api/v1/bookings" => Some((Limit::Bookings, limits.bookings_per_minute)),
-        _ => None,
     }
 }
 
@@ -181,30 +173,24 @@ impl Backend<Option<Charge>> for Counter {
 /// What the limiters' input functions return.
 type ChargeFuture = Ready<Result<Option<Charge>, actix_web::Error>>;
 
-/// The overall budget on every request but the exempt ones; counts nothing when `limits` is
-/// `None`.
+/// The overall budget, on every request it wraps; counts nothing when `limits` is `None`.
 pub fn overall(
     windows: &Windows,
     limits: Option<RateLimits>,
 ) -> RateLimiter<Counter, Option<Status>, impl Fn(&ServiceRequest) -> ChargeFuture + use<>> {
-    limiter(windows, move |req: &ServiceRequest| {
-        let charge = limits
-            .filter(|_| !is_exempt(req.path()))
-            .map(|l| Charge::new(Limit::Overall, l.per_minute, &client_key(req)));
-        ready(Ok(charge))
-    })
+    route(windows, limits, Limit::Overall)
 }
 
-/// The order-creation and booking-creation budgets; counts nothing when `limits` is `None`.
-pub fn per_route(
+/// `limit`'s budget, on every request it wraps; counts nothing when `limits` is `None`.
+pub fn route(
     windows: &Windows,
     limits: Option<RateLimits>,
+    limit: Limit,
 ) -> RateLimiter<Counter, Option<Status>, impl Fn(&ServiceRequest) -> ChargeFuture + use<>> {
     limiter(windows, move |req: &ServiceRequest| {
         let charge = limits
             .as_ref()
-            .and_then(|l| route_limit(req.method(), req.path(), l))
-            .map(|(limit, max)| Charge::new(limit, max, &client_key(req)));
+            .map(|l| Charge::new(limit, limit.per_minute(l), &client_key(req)));
         ready(Ok(charge))
     })
 }
@@ -311,42 +297,14 @@ mod tests {
     }
 
     #[test]
-    fn only_order_and_booking_creation_have_route_budgets() {
+    fn each_budget_has_its_own_size() {
         let limits = RateLimits {
             per_minute: 100,
             orders_per_minute: 10,
             bookings_per_minute: 20,
         };
-        assert_eq!(
-            route_limit(&Method::POST, "/api/v1/orders", &limits),
-            Some((Limit::Orders, 10))
-        );
-        assert_eq!(
-            route_limit(&Method::POST, "/api/v1/bookings", &limits),
-            Some((Limit::Bookings, 20))
-        );
-        assert_eq!(route_limit(&Method::GET, "/api/v1/orders", &limits), None);
-        assert_eq!(
-            route_limit(&Method::POST, "/api/v1/orders/x/cancel", &limits),
-            None
-        );
-    }
-
-    #[test]
-    fn webhooks_probes_metrics_and_docs_are_exempt() {
-        for path in [
-            "/webhooks/stripe",
-            "/health/live",
-            "/health/ready",
-            "/metrics",
-            "/openapi.json",
-            "/docs",
-            "/docs/index.html",
-        ] {
-            assert!(is_exempt(path), "{path}");
-        }
-        for path in ["/api/v1/orders", "/admin/projections", "/nowhere"] {
-            assert!(!is_exempt(path), "{path}");
-        }
+        assert_eq!(Limit::Overall.per_minute(&limits), 100);
+        assert_eq!(Limit::Orders.per_minute(&limits), 10);
+        assert_eq!(Limit::Bookings.per_minute(&limits), 20);
     }
 }

@@ -20,12 +20,12 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing_actix_web::TracingLogger;
 
-use crate::auth::{self, Authenticator};
+use crate::auth::Authenticator;
 use crate::configuration::{GatewaySettings, Settings};
 use crate::rebuilds::Rebuilds;
 use crate::state::{AppState, Background, Ttl};
 use crate::verifier::Verifications;
-use crate::{correlation, idempotency, metrics, rate_limit, routes, telemetry, verifier};
+use crate::{correlation, metrics, rate_limit, routes, telemetry, verifier};
 
 /// A bound, not yet running, HTTP server.
 pub struct Application {
@@ -109,8 +109,10 @@ impl Application {
             background,
         });
         let bus = state.bus.clone();
-        let limits = settings.rate_limits;
-        let windows = rate_limit::Windows::default();
+        let guards = routes::Guards {
+            windows: rate_limit::Windows::default(),
+            limits: settings.rate_limits,
+        };
         let authenticator = web::Data::new(Authenticator::new(settings.auth.as_ref()));
         let app_state = state.clone();
         let (requested, stopped) = (watch::Sender::new(false), watch::Sender::new(false));
@@ -120,22 +122,17 @@ impl Application {
             stopped: stopped.subscribe(),
         };
         let server = HttpServer::new(move || {
-            // The last `.wrap` runs first. Idempotency and the limiters read the `Caller`, so
-            // the auth middleware must be wrapped after them; a refused request must not
-            // claim an idempotency key, so the limiters wrap it; the correlation middleware
-            // wraps all three so their problems carry the correlation id.
+            // The last `.wrap` runs first. Auth, budgets and idempotency keys wrap the guarded
+            // scopes of the route table (`routes::table`); the correlation middleware wraps
+            // everything so their problems carry the correlation id.
             App::new()
-                .wrap(from_fn(idempotency::middleware))
-                .wrap(rate_limit::per_route(&windows, limits))
-                .wrap(rate_limit::overall(&windows, limits))
                 .app_data(authenticator.clone())
-                .wrap(from_fn(auth::middleware))
                 .wrap(from_fn(correlation::middleware))
                 .wrap(from_fn(telemetry::traceparent_header))
                 .wrap(TracingLogger::default())
                 .wrap(from_fn(metrics::track_http))
                 .app_data(app_state.clone())
-                .configure(routes::configure)
+                .configure(|cfg| routes::configure(cfg, &guards))
                 .default_service(web::to(routes::not_found))
         })
         .workers(settings.http_workers.max(1))

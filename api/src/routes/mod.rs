@@ -7,7 +7,10 @@ pub mod orders;
 pub mod params;
 pub mod payments;
 pub mod stock_items;
+pub mod table;
 pub mod webhooks;
+
+pub use table::{GUARDED, Guards, configure};
 
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
@@ -23,78 +26,15 @@ use crate::problem::{ApiError, FieldError};
 use crate::state::AppState;
 use crate::validation::{Validator, accepted};
 
-/// Registers every route.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(web::QueryConfig::default().error_handler(|error, _| {
-        ApiError::bad_request("malformed_query", error.to_string()).into()
-    }))
-    .service(
-        web::scope("/api/v1")
-            .service(
-                resource("/stock-items")
-                    .post(stock_items::register_stock_item)
-                    .get(stock_items::list_stock_items),
-            )
-            .service(resource("/stock-items/{sku}").get(stock_items::get_stock_item))
-            .service(resource("/stock-items/{sku}/restock").post(stock_items::restock))
-            .service(
-                resource("/orders")
-                    .post(orders::place_order)
-                    .get(orders::list_orders),
-            )
-            .service(resource("/orders/{id}").get(orders::get_order))
-            .service(resource("/orders/{id}/cancel").post(orders::cancel_order))
-            .service(
-                resource("/bookings")
-                    .post(bookings::place_booking)
-                    .get(bookings::list_bookings),
-            )
-            .service(resource("/bookings/{id}").get(bookings::get_booking))
-            .service(resource("/bookings/{id}/cancel").post(bookings::cancel_booking))
-            .service(resource("/payments/{id}").get(payments::get_payment)),
-    )
-    .service(
-        web::scope("/admin")
-            .service(resource("/projections").get(admin::list_projections))
-            .service(resource("/projections/{name}/rebuild").post(admin::rebuild_projection))
-            .service(resource("/projections/{name}/verify").get(admin::verify_projection))
-            .service(resource("/dead-letters").get(admin::list_dead_letters))
-            .service(resource("/dead-letters/{id}/retry").post(admin::retry_dead_letter))
-            .service(resource("/dead-letters/{id}/skip").post(admin::skip_dead_letter))
-            .service(resource("/sagas/{id}").get(admin::get_saga)),
-    )
-    .service(resource("/metrics").get(admin::metrics))
-    .service(
-        resource("/webhooks/stripe")
-            .app_data(web::PayloadConfig::new(webhooks::MAX_BODY))
-            .post(webhooks::stripe),
-    )
-    .service(web::resource("/health/live").get(health::live))
-    .service(web::resource("/health/ready").get(health::ready))
-    // GET /openapi.json and the Swagger UI at /docs/ (/docs redirects there).
-    .service(web::redirect("/docs", "/docs/"))
-    .service(crate::openapi::service());
-}
-
-/// The platform endpoints: the Stripe webhook (authenticated by its signature), health probes,
-/// metrics and the API description. They need no token and spend no rate-limit budget: Stripe
-/// must always reach us, probes and scrapes must not be starved by a client's traffic, and the
-/// docs cost nothing.
-pub fn is_platform(path: &str) -> bool {
-    matches!(
-        path,
-        "/webhooks/stripe" | "/metrics" | "/openapi.json" | "/docs"
-    ) || path.starts_with("/health/")
-        || path.starts_with("/docs/")
-}
-
 /// A resource whose other methods answer 405 problem+json.
-fn resource(path: &str) -> actix_web::Resource {
+pub(crate) fn resource(path: &str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(method_not_allowed))
 }
 
-/// 404 problem for any unknown path.
-pub async fn not_found() -> Result<HttpResponse, ApiError> {
+/// 404 problem for any unknown path; with auth on, 401 first for a caller without a valid
+/// token, so the route table is not shown to strangers.
+pub async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    crate::auth::guard::verified_caller(&req)?;
     Err(ApiError::not_found("route_not_found", "no such endpoint"))
 }
 

@@ -5,26 +5,29 @@
 //! there, so a token is verified once per request.
 //!
 //! Tokens are HS256 JWTs (`sub`, `role`, `iat`, `exp`) signed with `RESERVA_AUTH__JWT_SECRET`;
-//! [`mint`] makes them (`reserva token`). With auth on, every path needs a valid token except
-//! the platform endpoints ([`is_exempt`]); `/admin` and stock-item writes need role `admin`
-//! ([`needs_admin`]). Ownership of orders, bookings and payments is checked by the handlers
-//! through [`Access`]. With auth off, every request has full rights.
+//! [`mint`] makes them (`reserva token`). The route table decides who needs what: its guarded
+//! scopes ([`crate::routes::GUARDED`]) are wrapped by [`guard::authenticate`], `/admin` and the
+//! stock-item writes also by [`guard::require_admin`]; the platform endpoints sit outside them.
+//! Ownership of orders, bookings and payments is checked by the handlers through [`Access`].
+//! With auth off, every request has full rights.
+//!
+//! # Layout
+//! - this module: roles, claims, minting and verifying tokens;
+//! - [`guard`]: the middleware of the guarded scopes, and [`Access`] for handlers.
+
+pub mod guard;
+
+pub use guard::Access;
 
 use std::str::FromStr;
 use std::time::Duration;
 
-use actix_web::body::{EitherBody, MessageBody};
-use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
-use actix_web::http::Method;
-use actix_web::middleware::Next;
-use actix_web::{FromRequest, HttpMessage, HttpRequest, ResponseError, web};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::configuration::AuthSettings;
-use crate::problem::ApiError;
 
 /// What a token lets its bearer do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -221,216 +224,6 @@ impl Authenticator {
     }
 }
 
-/// Platform endpoints stay open with auth on ([`crate::routes::is_platform`]). `path` is the
-/// path as the router sees it (percent-decoded), so an encoded spelling cannot dodge the rules.
-pub fn is_exempt(path: &str) -> bool {
-    crate::routes::is_platform(path)
-}
-
-/// `/admin` and every write to stock items need role `admin`.
-pub fn needs_admin(method: &Method, path: &str) -> bool {
-    let admin = path == "/admin" || path.starts_with("/admin/");
-    let stock_write = method != Method::GET
-        && method != Method::HEAD
-        && (path == "/api/v1/stock-items" || path.starts_with("/api/v1/stock-items/"));
-    admin || stock_write
-}
-
-/// Left in the extensions when auth is off: handlers then grant full rights.
-#[derive(Debug, Clone, Copy)]
-struct AuthOff;
-
-/// The `Authorization: Bearer …` token, `None` when the header is absent.
-fn bearer(req: &ServiceRequest) -> Result<Option<&str>, ApiError> {
-    let Some(value) = req.headers().get(actix_web::http::header::AUTHORIZATION) else {
-        return Ok(None);
-    };
-    let value = value.to_str().map_err(|_| {
-        ApiError::unauthorized("token_invalid", "the Authorization header is not text")
-    })?;
-    match value.split_once(' ') {
-        Some((scheme, token))
-            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
-        {
-            Ok(Some(token.trim()))
-        }
-        _ => Err(ApiError::unauthorized(
-            "token_invalid",
-            "expected Authorization: Bearer <token>",
-        )),
-    }
-}
-
-fn rejection(error: &AuthError) -> ApiError {
-    match error {
-        AuthError::Expired => ApiError::unauthorized("token_expired", error.to_string()),
-        _ => ApiError::unauthorized("token_invalid", error.to_string()),
-    }
-}
-
-/// Middleware: with auth on, verifies the bearer token of every non-exempt request and
-/// leaves its [`Caller`] in the extensions; a missing, expired or otherwise invalid token is
-/// answered 401 (never let through as anonymous), a customer on an admin path 403. On exempt
-/// paths a valid token still yields a `Caller` (the rate limiter keys on it) and a bad one is
-/// ignored. With auth off it only marks the request as unrestricted.
-///
-/// Wrap it inside the correlation middleware (so its problems carry the correlation id) and
-/// outside everything that reads the `Caller` (rate limits, idempotency keys).
-pub async fn middleware<B: MessageBody + 'static>(
-    req: ServiceRequest,
-    next: Next<B>,
-) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
-    let Some(auth) = req.app_data::<web::Data<Authenticator>>().cloned() else {
-        // A wiring bug; refuse rather than serve without checks.
-        let error = ApiError::internal(AuthError::Invalid("no authenticator".to_owned()));
-        return Ok(reject(req, &error));
-    };
-    if !auth.is_on() {
-        req.extensions_mut().insert(AuthOff);
-        return next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_left_body);
-    }
-    let path = req.match_info().as_str().to_owned();
-    if is_exempt(&path) {
-        if let Ok(Some(token)) = bearer(&req)
-            && let Ok(caller) = auth.verify(token)
-        {
-            req.extensions_mut().insert(caller);
-        }
-        return next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_left_body);
-    }
-    let verified = match bearer(&req) {
-        Ok(Some(token)) => auth.verify(token).map_err(|e| rejection(&e)),
-        Ok(None) => Err(ApiError::unauthorized(
-            "token_missing",
-            "this endpoint needs Authorization: Bearer <token>",
-        )),
-        Err(error) => Err(error),
-    };
-    let caller = match verified {
-        Ok(caller) => caller,
-        Err(error) => return Ok(reject(req, &error)),
-    };
-    if caller.role != Role::Admin && needs_admin(req.method(), &path) {
-        return Ok(reject(
-            req,
-            &ApiError::forbidden("this endpoint needs role admin"),
-        ));
-    }
-    req.extensions_mut().insert(caller);
-    next.call(req)
-        .await
-        .map(ServiceResponse::map_into_left_body)
-}
-
-fn reject<B>(req: ServiceRequest, error: &ApiError) -> ServiceResponse<EitherBody<B>> {
-    req.into_response(error.error_response())
-        .map_into_right_body()
-}
-
-/// What the caller of one request may do, as handlers check it. Extracting it never fails:
-/// a request that reached a handler has passed the middleware.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Access {
-    /// Auth is off: full rights.
-    Unrestricted,
-    /// A verified admin token: full rights.
-    Admin(Caller),
-    /// A verified customer token: its own orders, bookings and payments.
-    Customer {
-        /// The caller.
-        caller: Caller,
-        /// Its customer id (the token's subject).
-        id: Uuid,
-    },
-    /// Auth is on and no token was verified (only on exempt paths): no rights.
-    Anonymous,
-}
-
-impl Access {
-    /// The access of `req`, from what the middleware left.
-    pub fn of(req: &HttpRequest) -> Self {
-        let extensions = req.extensions();
-        match extensions.get::<Caller>() {
-            Some(caller) if caller.role == Role::Admin => Self::Admin(caller.clone()),
-            Some(caller) => match Uuid::parse_str(&caller.subject) {
-                Ok(id) => Self::Customer {
-                    caller: caller.clone(),
-                    id,
-                },
-                Err(_) => Self::Anonymous,
-            },
-            None if extensions.get::<AuthOff>().is_some() => Self::Unrestricted,
-            None => Self::Anonymous,
-        }
-    }
-
-    /// Who is acting, for event metadata: the token's subject, else `anonymous`.
-    pub fn actor(&self) -> String {
-        match self {
-            Self::Admin(caller) | Self::Customer { caller, .. } => caller.subject.clone(),
-            Self::Unrestricted | Self::Anonymous => "anonymous".to_owned(),
-        }
-    }
-
-    /// Whether the caller may see and act on everything (auth off, or an admin).
-    pub fn sees_everything(&self) -> bool {
-        matches!(self, Self::Unrestricted | Self::Admin(_))
-    }
-
-    /// Whether the caller may see and act on what `customer` owns.
-    pub fn may_act_for(&self, customer: Uuid) -> bool {
-        match self {
-            Self::Unrestricted | Self::Admin(_) => true,
-            Self::Customer { id, .. } => *id == customer,
-            Self::Anonymous => false,
-        }
-    }
-
-    /// The customer filter a list runs with: `Some(filter)` (a customer's list is always its
-    /// own), or `None` when the caller may see none of what was asked for (a customer asking for
-    /// another customer's list gets an empty page, not a refusal that confirms the id).
-    pub fn list_filter(&self, requested: Option<Uuid>) -> Option<Option<Uuid>> {
-        match (self, requested) {
-            (Self::Unrestricted | Self::Admin(_), requested) => Some(requested),
-            (Self::Customer { id, .. }, None) => Some(Some(*id)),
-            (Self::Customer { id, .. }, Some(requested)) => {
-                (*id == requested).then_some(Some(requested))
-            }
-            (Self::Anonymous, _) => None,
-        }
-    }
-
-    /// 403 unless the caller may act for `customer` (placing an order or booking for another
-    /// customer is refused; it is the caller's own request, so nothing leaks).
-    ///
-    /// # Errors
-    /// [`ApiError::forbidden`].
-    pub fn require_acting_for(&self, customer: Uuid) -> Result<(), ApiError> {
-        if self.may_act_for(customer) {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden(
-                "a customer places orders and bookings only for itself (customer_id must be the token's subject)",
-            ))
-        }
-    }
-}
-
-impl FromRequest for Access {
-    type Error = ApiError;
-    type Future = std::future::Ready<Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
-        std::future::ready(Ok(Self::of(req)))
-    }
-}
-
 /// Parses a lifetime like `3600`, `90s`, `30m`, `1h` or `7d` (`reserva token --ttl`).
 ///
 /// # Errors
@@ -503,17 +296,5 @@ mod tests {
         assert!(parse_ttl("0s").is_err());
         assert!(parse_ttl("1y").is_err());
         assert!(parse_ttl("h").is_err());
-    }
-
-    #[test]
-    fn admin_paths_and_stock_writes_need_admin() {
-        assert!(needs_admin(&Method::GET, "/admin/projections"));
-        assert!(needs_admin(&Method::POST, "/api/v1/stock-items"));
-        assert!(needs_admin(
-            &Method::POST,
-            "/api/v1/stock-items/A-1/restock"
-        ));
-        assert!(!needs_admin(&Method::GET, "/api/v1/stock-items/A-1"));
-        assert!(!needs_admin(&Method::POST, "/api/v1/orders"));
     }
 }
