@@ -6,7 +6,8 @@
 //! - [`routes`]: handlers; [`extract`] and [`validation`]: the edge; [`problem`]: the single
 //!   mapping from failures to `application/problem+json`; [`correlation`]: correlation ids.
 //! - [`rate_limit`]: per-client request budgets; [`idempotency`]: `Idempotency-Key` replays.
-//! - [`openapi`]: the OpenAPI document (`/openapi.json`) and Swagger UI (`/docs`).
+//! - [`views`]: the wire types of every answer; [`openapi`]: the OpenAPI document
+//!   (`/openapi.json`) and Swagger UI (`/docs`).
 //! - [`postgres`]: the private PostgreSQL cluster used when no `DATABASE_URL` is set.
 //! - [`telemetry`]: structured logs and W3C traces (OTLP export when configured); [`metrics`]: the Prometheus recorder.
 //! - [`operate`]: the operator subcommands (rebuild, projections and their verify, dead
@@ -38,3 +39,4 @@ pub mod state;
 pub mod telemetry;
 pub mod validation;
 pub mod verifier;
+pub mod views;

@@ -4,32 +4,34 @@
 //! Handlers carry `#[utoipa::path]` with their success answers and the errors particular to
 //! them; [`ProblemResponses`] then adds, in one place, the problem+json answers every
 //! operation of a kind can give (bad input, auth, rate limit, unavailable), so the document
-//! cannot forget one route's 429. Types the API does not own (the saga and dead-letter rows
-//! of `commands`, the problem body of [`crate::problem`]) are mirrored here field for field;
-//! the schema test and the Schemathesis run check the mirrors against real answers.
+//! cannot forget one route's 429. Every schema is the API's own wire type ([`crate::views`],
+//! the bodies of the routes, [`crate::problem::Problem`]): the document describes exactly what
+//! the handlers serialize; the schema test and the Schemathesis run check it against real
+//! answers.
 
 use std::sync::LazyLock;
 
-use chrono::{DateTime, Utc};
-use projections::queries::{
-    BookingView, OrderView, Owned, Page, PaymentSummary, PaymentView, StockItemView,
-};
-use projections::rebuild::Phase;
-use projections::schema::{MoneySchema, OrderItemSchema};
-use projections::status::ProjectionStatus;
-use serde::Serialize;
 use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{
     ContentBuilder, Header, HttpMethod, ObjectBuilder, OpenApi as Document, Ref, RefOr, Required,
     ResponseBuilder, SecurityRequirement, Type,
 };
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
-use uuid::Uuid;
 
+use crate::problem::{FieldError, Problem};
 use crate::routes::{
     CancelBody, CommandAccepted, admin, bookings, health, orders, payments, stock_items, webhooks,
+};
+use crate::verifier::LastVerify;
+use crate::views::operations::{
+    DeadLetterView, ProjectionEntry, RebuildPhase, RebuildStarted, RebuildState, SagaStep,
+    SagaView, VerifyColumn, VerifyDifference, VerifyReport,
+};
+use crate::views::read::{
+    BookingView, MoneySchema, OrderItemSchema, OrderView, Owned, Page, PaymentSummary, PaymentView,
+    StockItemView,
 };
 
 /// The document, generated once.
@@ -74,7 +76,7 @@ static DOCUMENT: LazyLock<Document> = LazyLock::new(ApiDoc::openapi);
     ),
     components(schemas(
         Problem,
-        ProblemFieldError,
+        FieldError,
         CommandAccepted<'static>,
         CancelBody,
         stock_items::RegisterStockItem,
@@ -93,20 +95,19 @@ static DOCUMENT: LazyLock<Document> = LazyLock::new(ApiDoc::openapi);
         Page<OrderView>,
         Page<BookingView>,
         Page<StockItemView>,
-        ProjectionStatus,
-        Phase,
+        RebuildPhase,
         ProjectionEntry,
         RebuildState,
         RebuildStarted,
-        admin::VerifyReport,
-        admin::VerifyDifference,
-        admin::VerifyColumn,
-        crate::verifier::LastVerify,
-        DeadLetter,
+        VerifyReport,
+        VerifyDifference,
+        VerifyColumn,
+        LastVerify,
+        DeadLetterView,
         SagaView,
         SagaStep,
-        WebhookReceipt,
-        HealthStatus,
+        webhooks::WebhookReceipt,
+        health::HealthStatus,
     )),
     modifiers(&ProblemResponses),
     tags(
@@ -128,192 +129,6 @@ pub fn document() -> Document {
 /// `GET /openapi.json` and the Swagger UI under `/docs/` (with `/docs` redirected there).
 pub fn service() -> SwaggerUi {
     SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", document())
-}
-
-/// The body of every error answer, exactly as [`crate::problem::ApiError`] writes it
-/// (`application/problem+json`, RFC 9457).
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct Problem {
-    /// `/problems/<code with dashes>`.
-    #[serde(rename = "type")]
-    #[schema(example = "/problems/validation-failed")]
-    kind: String,
-    /// The status's reason phrase.
-    #[schema(example = "Bad Request")]
-    title: String,
-    /// The HTTP status.
-    #[schema(minimum = 100, maximum = 599, example = 400)]
-    status: u16,
-    /// What went wrong, for people.
-    detail: String,
-    /// Stable machine code clients branch on (`validation_failed`, `insufficient_stock`, …).
-    #[schema(example = "validation_failed")]
-    code: String,
-    /// Every invalid field (only when some are).
-    errors: Option<Vec<ProblemFieldError>>,
-    /// The request's correlation id (from `X-Correlation-ID`, or new).
-    correlation_id: Option<String>,
-}
-
-/// One invalid input field of a [`Problem`].
-#[derive(Serialize, ToSchema)]
-#[schema(as = FieldError)]
-#[allow(dead_code)]
-pub struct ProblemFieldError {
-    /// JSON path of the field, e.g. `items[0].quantity`.
-    field: String,
-    /// What is wrong with it.
-    message: String,
-}
-
-/// One projection in `GET /admin/projections`.
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct ProjectionEntry {
-    /// Position, lag and open dead letters.
-    #[serde(flatten)]
-    status: ProjectionStatus,
-    /// Whether this process holds the projection's runner lock and has started.
-    running_here: bool,
-    /// The latest rebuild started by this process, if any.
-    rebuild: Option<RebuildState>,
-    /// The latest verify run by this process (scheduled or over HTTP), if any.
-    last_verify: Option<crate::verifier::LastVerify>,
-}
-
-/// A rebuild's progress as the admin API shows it.
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct RebuildState {
-    /// Current phase.
-    phase: Phase,
-    /// Events applied to the shadow table so far.
-    applied: u64,
-    /// Events of the model's type when the rebuild started.
-    total: u64,
-    /// Why it failed.
-    error: Option<String>,
-}
-
-/// `202` of `POST /admin/projections/{name}/rebuild`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct RebuildStarted {
-    /// The projection being rebuilt.
-    projection: String,
-    /// Where to follow its progress (`/admin/projections`).
-    status: String,
-}
-
-/// A parked or queued event of a subscription.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct DeadLetter {
-    /// Its id (for retry and skip).
-    id: i64,
-    /// The subscription that could not handle it.
-    subscription: String,
-    /// The event's aggregate type.
-    aggregate_type: String,
-    /// The event's aggregate id.
-    aggregate_id: String,
-    /// The event's global position.
-    global_position: i64,
-    /// The event's type.
-    event_type: String,
-    /// `retrying` (tried again at `next_attempt_at`), `parked` (out of tries, until an
-    /// operator retries or skips it), `waiting` (behind one of those), `resolved`, `skipped`
-    /// or `superseded`.
-    status: String,
-    /// `retry` or `skip`, asked for and not yet carried out.
-    #[schema(required)]
-    requested_action: Option<String>,
-    /// Tries so far.
-    attempts: i32,
-    /// When a `retrying` letter is tried next.
-    #[schema(required)]
-    next_attempt_at: Option<DateTime<Utc>>,
-    /// The last error.
-    #[schema(required)]
-    error: Option<String>,
-    /// When it was parked or queued.
-    created_at: DateTime<Utc>,
-    /// Last change.
-    updated_at: DateTime<Utc>,
-}
-
-/// An order's or booking's saga, its state and every step it took.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct SagaView {
-    /// The order's or booking's id.
-    id: Uuid,
-    /// `order_saga` or `booking_saga`.
-    saga_type: String,
-    /// Current state.
-    state: String,
-    /// Everything it remembers.
-    #[schema(value_type = Object)]
-    data: serde_json::Value,
-    /// Steps so far.
-    version: i32,
-    /// Its payment, once created.
-    #[schema(required)]
-    payment_id: Option<Uuid>,
-    /// First handled event.
-    created_at: DateTime<Utc>,
-    /// Last handled event.
-    updated_at: DateTime<Utc>,
-    /// Every step, oldest first.
-    history: Vec<SagaStep>,
-}
-
-/// One step of a saga's history.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct SagaStep {
-    /// 1-based.
-    step: i32,
-    /// The event's global position.
-    global_position: i64,
-    /// The event's type.
-    event_type: String,
-    /// The state after it.
-    state: String,
-    /// Commands and provider calls with their outcomes.
-    #[schema(value_type = Vec<Object>)]
-    commands: serde_json::Value,
-    /// When the step was stored.
-    recorded_at: DateTime<Utc>,
-}
-
-/// `200` of `POST /webhooks/stripe`: applied (`payment_id`, `position`) or ignored (`ignored`
-/// says why: a duplicate, an event type Reserva does not act on, …).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct WebhookReceipt {
-    /// Always `true`: Stripe stops delivering.
-    received: bool,
-    /// The payment the event changed.
-    payment_id: Option<Uuid>,
-    /// Global position of the payment's last event.
-    position: Option<i64>,
-    /// Why nothing changed.
-    ignored: Option<String>,
-}
-
-/// `200` of the health probes.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct HealthStatus {
-    /// `ok` (live) or `ready`.
-    #[schema(example = "ok")]
-    status: String,
-    /// `ready` only: each check (`database`, `migrations`, `projections`) with `ok` and what
-    /// it saw.
-    #[schema(value_type = Option<Object>)]
-    checks: Option<serde_json::Value>,
 }
 
 /// Adds the problem+json answers shared by whole groups of operations, the bearer scheme, and

@@ -15,7 +15,7 @@ use std::fmt;
 use crate::correlation;
 
 /// One invalid input field.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     /// JSON path of the field, e.g. `items[0].quantity`.
     pub field: String,
@@ -200,16 +200,29 @@ impl std::error::Error for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct ProblemBody<'a> {
+/// The body of every error answer (`application/problem+json`, RFC 9457).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// `/problems/<code with dashes>`.
     #[serde(rename = "type")]
+    #[schema(example = "/problems/validation-failed")]
     kind: String,
-    title: &'a str,
+    /// The status's reason phrase.
+    #[schema(example = "Bad Request")]
+    title: &'static str,
+    /// The HTTP status.
+    #[schema(minimum = 100, maximum = 599, example = 400)]
     status: u16,
-    detail: &'a str,
-    code: &'a str,
-    #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
-    errors: &'a [FieldError],
+    /// What went wrong, for people.
+    detail: String,
+    /// Stable machine code clients branch on (`validation_failed`, `insufficient_stock`, …).
+    #[schema(example = "validation_failed")]
+    code: &'static str,
+    /// Every invalid field (only when some are).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Option<Vec<FieldError>>)]
+    errors: Vec<FieldError>,
+    /// The request's correlation id (from `X-Correlation-ID`, or new).
     #[serde(skip_serializing_if = "Option::is_none")]
     correlation_id: Option<String>,
 }
@@ -223,13 +236,13 @@ impl ResponseError for ApiError {
         if let Some(source) = &self.source {
             tracing::error!(code = self.code, error.cause_chain = ?source, "request failed");
         }
-        let body = ProblemBody {
+        let body = Problem {
             kind: format!("/problems/{}", self.code.replace('_', "-")),
             title: self.status.canonical_reason().unwrap_or("Error"),
             status: self.status.as_u16(),
-            detail: &self.detail,
+            detail: self.detail.clone(),
             code: self.code,
-            errors: &self.errors,
+            errors: self.errors.clone(),
             correlation_id: correlation::current(),
         };
         let mut response = HttpResponse::build(self.status);

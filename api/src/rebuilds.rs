@@ -8,6 +8,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::watch;
 
+use crate::views::operations::RebuildState;
+
 /// The latest rebuild of each projection started by this process.
 #[derive(Default, Clone)]
 pub struct Rebuilds {
@@ -18,17 +20,6 @@ pub struct Rebuilds {
 struct Run {
     progress: watch::Receiver<Progress>,
     error: Arc<Mutex<Option<String>>>,
-}
-
-/// What the admin API shows of a rebuild.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct RebuildState {
-    /// Phase and counts.
-    #[serde(flatten)]
-    pub progress: Progress,
-    /// Why it failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
 }
 
 impl Rebuilds {
@@ -77,13 +68,13 @@ impl Rebuilds {
     /// The latest rebuild of `name` started here, if any.
     pub fn state(&self, name: &str) -> Option<RebuildState> {
         let runs = self.runs.lock().unwrap_or_else(PoisonError::into_inner);
-        runs.get(name).map(|run| RebuildState {
-            progress: *run.progress.borrow(),
-            error: run
+        runs.get(name).map(|run| {
+            let error = run
                 .error
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .clone(),
+                .clone();
+            RebuildState::new(*run.progress.borrow(), error)
         })
     }
 }

@@ -18,7 +18,6 @@
 //! - [`wait`]: read-your-writes (`min_position`).
 //! - [`queries`]: what the API reads; orders and bookings with their payments at one point of
 //!   the feed (`joined`).
-//! - [`schema`]: OpenAPI stand-ins for the domain values the views embed.
 //!
 //! # Rules this crate keeps
 //! Queries read only read models. Depends on `domain` and `feed` only, never on HTTP or the
@@ -33,7 +32,6 @@ pub mod projector;
 pub mod queries;
 pub mod read_model;
 pub mod rebuild;
-pub mod schema;
 pub mod status;
 pub mod verify;
 pub mod wait;

@@ -1,14 +1,11 @@
-//! What the API reads: views over the read models only, never the event store.
+//! What the API reads: rows of the read models only, never the event store. How they look
+//! on the wire is the API's business.
 
 use chrono::{DateTime, Utc};
-use domain::Money;
-use domain::order::OrderItem;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 use std::time::Duration;
-use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::joined::{Gap, Join};
@@ -17,7 +14,6 @@ use crate::models::bookings::BookingRow;
 use crate::models::orders::OrderRow;
 use crate::models::payments::PaymentRow;
 use crate::models::stock_items::StockLevel;
-use crate::schema::{MoneySchema, OrderItemSchema};
 
 /// Why a query failed.
 #[derive(Debug, thiserror::Error)]
@@ -44,9 +40,9 @@ fn decode<T: DeserializeOwned>(what: &'static str, json: &str) -> Result<T, Quer
     serde_json::from_str(json).map_err(|e| QueryError::Corrupt(what, e))
 }
 
-/// One page of a list.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Page<T> {
+/// One page of rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Paged<T> {
     /// The rows of this page.
     pub items: Vec<T>,
     /// 1-based page number.
@@ -56,6 +52,9 @@ pub struct Page<T> {
     /// Whether a next page exists.
     pub has_more: bool,
 }
+
+/// An order's or booking's row with its payment's, read at one point of the feed.
+pub type Joined<R> = (R, Option<PaymentRow>);
 
 /// Which page to read.
 #[derive(Debug, Clone, Copy)]
@@ -75,10 +74,10 @@ impl PageRequest {
         i64::from(self.page.saturating_sub(1)) * i64::from(self.per_page)
     }
 
-    fn finish<T>(self, mut items: Vec<T>) -> Page<T> {
+    fn finish<T>(self, mut items: Vec<T>) -> Paged<T> {
         let has_more = items.len() > self.per_page as usize;
         items.truncate(self.per_page as usize);
-        Page {
+        Paged {
             items,
             page: self.page,
             per_page: self.per_page,
@@ -87,296 +86,41 @@ impl PageRequest {
     }
 }
 
-/// What an order or booking shows of its payment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-pub struct PaymentSummary {
-    /// The payment id.
-    pub id: Uuid,
-    /// Lower-case payment status.
-    pub status: String,
-    /// For the client to confirm the intent.
-    pub client_secret: Option<String>,
-}
-
-impl From<PaymentRow> for PaymentSummary {
-    fn from(row: PaymentRow) -> Self {
-        Self {
-            id: row.id,
-            status: row.status,
-            client_secret: row.client_secret,
-        }
-    }
-}
-
-/// `GET /api/v1/orders/{id}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-pub struct OrderView {
-    /// Order id.
-    pub id: Uuid,
-    /// Who placed it.
-    pub customer_id: Uuid,
-    /// Upper-case status.
-    pub status: String,
-    /// Lines with frozen prices.
-    #[schema(value_type = Vec<OrderItemSchema>)]
-    pub items: Vec<OrderItem>,
-    /// Sum of the lines.
-    #[schema(value_type = MoneySchema)]
-    pub total: Money,
-    /// Its payment, once one exists.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub payment: Option<PaymentSummary>,
-    /// Why it failed or was cancelled.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub failure_reason: Option<String>,
-    /// When it was placed.
-    pub placed_at: DateTime<Utc>,
-    /// When it expires unless paid.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<DateTime<Utc>>,
-    /// Its last change.
-    pub updated_at: DateTime<Utc>,
-    /// Global position of its last event.
-    pub position: i64,
-}
-
-impl OrderView {
-    fn new(row: OrderRow, payment: Option<PaymentRow>) -> Self {
-        Self {
-            id: row.id,
-            customer_id: row.customer_id,
-            status: row.status,
-            items: row.items,
-            total: row.total,
-            payment: payment.map(PaymentSummary::from),
-            failure_reason: row.failure_reason,
-            placed_at: row.placed_at,
-            expires_at: row.expires_at,
-            updated_at: row.updated_at,
-            position: row.position,
-        }
-    }
-}
-
-/// `GET /api/v1/bookings/{id}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-pub struct BookingView {
-    /// Booking id.
-    pub id: Uuid,
-    /// Who booked.
-    pub customer_id: Uuid,
-    /// The time slot.
-    pub slot_sku: String,
-    /// Seats.
-    pub guests: i32,
-    /// Upper-case status.
-    pub status: String,
-    /// Price of one seat.
-    #[schema(value_type = MoneySchema)]
-    pub unit_price: Money,
-    /// Guests × seat price.
-    #[schema(value_type = MoneySchema)]
-    pub total: Money,
-    /// Its payment, once one exists.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub payment: Option<PaymentSummary>,
-    /// Why it failed or was cancelled.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub failure_reason: Option<String>,
-    /// When it was placed.
-    pub placed_at: DateTime<Utc>,
-    /// When it expires unless paid.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<DateTime<Utc>>,
-    /// Its last change.
-    pub updated_at: DateTime<Utc>,
-    /// Global position of its last event.
-    pub position: i64,
-}
-
-impl BookingView {
-    fn new(row: BookingRow, payment: Option<PaymentRow>) -> Self {
-        Self {
-            id: row.id,
-            customer_id: row.customer_id,
-            slot_sku: row.slot_sku,
-            guests: row.guests,
-            status: row.status,
-            unit_price: row.unit_price,
-            total: row.total,
-            payment: payment.map(PaymentSummary::from),
-            failure_reason: row.failure_reason,
-            placed_at: row.placed_at,
-            expires_at: row.expires_at,
-            updated_at: row.updated_at,
-            position: row.position,
-        }
-    }
-}
-
-/// `GET /api/v1/stock-items/{sku}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-pub struct StockItemView {
-    /// The SKU.
-    pub sku: String,
-    /// Display name.
-    pub name: String,
-    /// `product` or `time_slot`.
-    pub kind: String,
-    /// Units or seats in stock.
-    pub on_hand: i64,
-    /// Held by open reservations.
-    pub reserved: i64,
-    /// `on_hand - reserved`.
-    pub available: i64,
-    /// `available <= low_stock_threshold`, with threshold 0 meaning never low.
-    pub low_stock: bool,
-    /// The low-stock threshold.
-    pub low_stock_threshold: i64,
-    /// `available == 0`.
-    pub depleted: bool,
-    /// Price of one unit.
-    #[schema(value_type = MoneySchema)]
-    pub unit_price: Money,
-    /// A time slot's start.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub starts_at: Option<DateTime<Utc>>,
-    /// Its last change.
-    pub updated_at: DateTime<Utc>,
-    /// Global position of its last event.
-    pub position: i64,
-}
-
-impl From<StockLevel> for StockItemView {
-    fn from(row: StockLevel) -> Self {
-        Self {
-            sku: row.id,
-            name: row.name,
-            kind: row.kind,
-            on_hand: row.on_hand,
-            reserved: row.reserved,
-            available: row.available,
-            low_stock: row.low_stock,
-            low_stock_threshold: row.low_stock_threshold,
-            depleted: row.depleted,
-            unit_price: row.unit_price,
-            starts_at: row.starts_at,
-            updated_at: row.updated_at,
-            position: row.position,
-        }
-    }
-}
-
-/// `GET /api/v1/payments/{id}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-pub struct PaymentView {
-    /// Payment id.
-    pub id: Uuid,
-    /// What it pays for.
-    pub owner: Owned,
-    /// Lower-case status.
-    pub status: String,
-    /// Amount charged.
-    #[schema(value_type = MoneySchema)]
-    pub amount: Money,
-    /// Refunded so far.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<MoneySchema>)]
-    pub refunded: Option<Money>,
-    /// `stripe` or `simulated`.
-    pub provider: String,
-    /// The provider's intent id.
-    pub provider_intent_id: String,
-    /// Why it failed or was canceled.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub failure_reason: Option<String>,
-    /// When it was created.
-    pub created_at: DateTime<Utc>,
-    /// Its last change.
-    pub updated_at: DateTime<Utc>,
-    /// Global position of its last event.
-    pub position: i64,
-}
-
-/// The order or booking a payment belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-pub struct Owned {
-    /// `order` or `booking`.
-    pub kind: String,
-    /// Its id.
-    pub id: Uuid,
-}
-
-impl From<PaymentRow> for PaymentView {
-    fn from(row: PaymentRow) -> Self {
-        Self {
-            id: row.id,
-            owner: Owned {
-                kind: row.owner_kind,
-                id: row.owner_id,
-            },
-            status: row.status,
-            amount: row.amount,
-            refunded: row.refunded,
-            provider: row.provider,
-            provider_intent_id: row.provider_intent_id,
-            failure_reason: row.failure_reason,
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-            position: row.position,
-        }
-    }
-}
-
 fn payment(json: Option<String>) -> Result<Option<PaymentRow>, QueryError> {
     json.map(|j| decode("payment", &j)).transpose()
 }
 
-/// An order or a booking: a row of its own table joined with its payment's.
-trait WithPayment: Sized {
+/// An order's or booking's row: a row of its own table joined with its payment's.
+trait WithPayment: DeserializeOwned {
     /// What errors call it.
     const WHAT: &'static str;
     /// How its table joins the payments.
     const JOIN: Join;
-    /// Its read-model row.
-    type Row: DeserializeOwned;
-    fn new(row: Self::Row, payment: Option<PaymentRow>) -> Self;
 
-    /// The view of one joined row (`main`, `payment` JSON at columns 0 and 1), adding what it
-    /// needs to be consistent to `gap`.
-    fn from_joined(row: &PgRow, gap: &mut Gap) -> Result<Self, QueryError> {
+    /// One joined row (`main`, `payment` JSON at columns 0 and 1), adding what it needs to be
+    /// consistent to `gap`.
+    fn from_joined(row: &PgRow, gap: &mut Gap) -> Result<Joined<Self>, QueryError> {
         let main: String = row.try_get(0)?;
         let payment_json: Option<String> = row.try_get(1)?;
         gap.add(row, 2)?;
-        Ok(Self::new(
-            decode(Self::WHAT, &main)?,
-            payment(payment_json)?,
-        ))
+        Ok((decode(Self::WHAT, &main)?, payment(payment_json)?))
     }
 }
 
-impl WithPayment for OrderView {
+impl WithPayment for OrderRow {
     const WHAT: &'static str = "order";
     const JOIN: Join = Join {
         main: "orders",
         main_alias: "o",
     };
-    type Row = OrderRow;
-    fn new(row: OrderRow, payment: Option<PaymentRow>) -> Self {
-        OrderView::new(row, payment)
-    }
 }
 
-impl WithPayment for BookingView {
+impl WithPayment for BookingRow {
     const WHAT: &'static str = "booking";
     const JOIN: Join = Join {
         main: "bookings",
         main_alias: "b",
     };
-    type Row = BookingRow;
-    fn new(row: BookingRow, payment: Option<PaymentRow>) -> Self {
-        BookingView::new(row, payment)
-    }
 }
 
 /// `SELECT <main>, <payment>, <consistency> FROM <main table> … LEFT JOIN rm_payments p …`
@@ -396,7 +140,7 @@ async fn one<V: WithPayment>(
     sql: &str,
     id: Uuid,
     wait: Duration,
-) -> Result<Option<V>, QueryError> {
+) -> Result<Option<Joined<V>>, QueryError> {
     V::JOIN
         .consistent(pool, wait, || async {
             let mut gap = Gap::default();
@@ -415,7 +159,7 @@ async fn page_of<V: WithPayment>(
     filters: (Option<Uuid>, Option<&str>),
     page: PageRequest,
     wait: Duration,
-) -> Result<Page<V>, QueryError> {
+) -> Result<Paged<Joined<V>>, QueryError> {
     let (customer, filter) = filters;
     let items = V::JOIN
         .consistent(pool, wait, || async {
@@ -430,7 +174,7 @@ async fn page_of<V: WithPayment>(
             let items = rows
                 .iter()
                 .map(|row| V::from_joined(row, &mut gap))
-                .collect::<Result<Vec<V>, QueryError>>()?;
+                .collect::<Result<Vec<_>, QueryError>>()?;
             Ok((items, gap))
         })
         .await?;
@@ -446,8 +190,8 @@ pub async fn order(
     pool: &PgPool,
     id: Uuid,
     wait: Duration,
-) -> Result<Option<OrderView>, QueryError> {
-    let sql = joined_sql::<OrderView>("rm_orders", "WHERE o.id = $1");
+) -> Result<Option<Joined<OrderRow>>, QueryError> {
+    let sql = joined_sql::<OrderRow>("rm_orders", "WHERE o.id = $1");
     one(pool, &sql, id, wait).await
 }
 
@@ -462,8 +206,8 @@ pub async fn orders(
     status: Option<&str>,
     page: PageRequest,
     wait: Duration,
-) -> Result<Page<OrderView>, QueryError> {
-    let sql = joined_sql::<OrderView>(
+) -> Result<Paged<Joined<OrderRow>>, QueryError> {
+    let sql = joined_sql::<OrderRow>(
         "rm_orders",
         "WHERE ($1::uuid IS NULL OR o.customer_id = $1) AND ($2::text IS NULL OR o.status = $2) \
          ORDER BY o.placed_at DESC, o.id LIMIT $3 OFFSET $4",
@@ -496,8 +240,8 @@ pub async fn booking(
     pool: &PgPool,
     id: Uuid,
     wait: Duration,
-) -> Result<Option<BookingView>, QueryError> {
-    let sql = joined_sql::<BookingView>("rm_bookings", "WHERE b.id = $1");
+) -> Result<Option<Joined<BookingRow>>, QueryError> {
+    let sql = joined_sql::<BookingRow>("rm_bookings", "WHERE b.id = $1");
     one(pool, &sql, id, wait).await
 }
 
@@ -511,8 +255,8 @@ pub async fn bookings(
     slot: Option<&str>,
     page: PageRequest,
     wait: Duration,
-) -> Result<Page<BookingView>, QueryError> {
-    let sql = joined_sql::<BookingView>(
+) -> Result<Paged<Joined<BookingRow>>, QueryError> {
+    let sql = joined_sql::<BookingRow>(
         "rm_bookings",
         "WHERE ($1::uuid IS NULL OR b.customer_id = $1) AND ($2::text IS NULL OR b.slot_sku = $2) \
          ORDER BY b.placed_at DESC, b.id LIMIT $3 OFFSET $4",
@@ -524,13 +268,13 @@ pub async fn bookings(
 ///
 /// # Errors
 /// [`QueryError`].
-pub async fn stock_item(pool: &PgPool, sku: &str) -> Result<Option<StockItemView>, QueryError> {
+pub async fn stock_item(pool: &PgPool, sku: &str) -> Result<Option<StockLevel>, QueryError> {
     let row: Option<String> =
         sqlx::query_scalar("SELECT to_jsonb(s)::text FROM rm_stock_items s WHERE s.id = $1")
             .bind(sku)
             .fetch_optional(pool)
             .await?;
-    row.map(|s| decode::<StockLevel>("stock item", &s).map(StockItemView::from))
+    row.map(|s| decode::<StockLevel>("stock item", &s))
         .transpose()
 }
 
@@ -557,7 +301,7 @@ pub async fn stock_items(
     pool: &PgPool,
     filter: &StockFilter,
     page: PageRequest,
-) -> Result<Page<StockItemView>, QueryError> {
+) -> Result<Paged<StockLevel>, QueryError> {
     let order = if filter.kind.as_deref() == Some("time_slot") {
         "s.starts_at, s.id"
     } else {
@@ -583,7 +327,7 @@ pub async fn stock_items(
         .await?;
     let items = rows
         .iter()
-        .map(|s| decode::<StockLevel>("stock item", s).map(StockItemView::from))
+        .map(|s| decode::<StockLevel>("stock item", s))
         .collect::<Result<_, QueryError>>()?;
     Ok(page.finish(items))
 }
@@ -592,12 +336,11 @@ pub async fn stock_items(
 ///
 /// # Errors
 /// [`QueryError`].
-pub async fn payment_by_id(pool: &PgPool, id: Uuid) -> Result<Option<PaymentView>, QueryError> {
+pub async fn payment_by_id(pool: &PgPool, id: Uuid) -> Result<Option<PaymentRow>, QueryError> {
     let row: Option<String> =
         sqlx::query_scalar("SELECT to_jsonb(p)::text FROM rm_payments p WHERE p.id = $1")
             .bind(id)
             .fetch_optional(pool)
             .await?;
-    row.map(|p| decode::<PaymentRow>("payment", &p).map(PaymentView::from))
-        .transpose()
+    row.map(|p| decode::<PaymentRow>("payment", &p)).transpose()
 }

@@ -20,7 +20,7 @@ use crate::read_model::Projection;
 const BATCH: usize = 5_000;
 
 /// Where a rebuild is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// Creating the shadow table.
@@ -38,7 +38,7 @@ pub enum Phase {
 }
 
 /// A rebuild's progress, for progress bars and the admin API.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Progress {
     /// Current phase.
     pub phase: Phase,

@@ -8,7 +8,7 @@ use sqlx::PgPool;
 use crate::catalog;
 
 /// One projection's state as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProjectionStatus {
     /// Its name.
     pub name: &'static str,

@@ -7,7 +7,9 @@ use domain::stock_item::{StockItem, StockKind};
 use domain::{BookingId, CustomerId};
 use serde::Deserialize;
 
-use projections::queries::{self, BookingView, Page};
+use projections::queries;
+
+use crate::views::read::{BookingView, Page};
 
 use super::params::{ReadParams, found, settle, wait_for};
 use super::{CancelBody, accepted_command, path_uuid};
@@ -105,8 +107,8 @@ pub async fn place_booking(
     request_body(content = Option<super::CancelBody>, description = "Optional: the reason"),
     responses(
         (status = 202, description = "Cancelled (or already cancelled)", body = super::CommandAccepted<'static>),
-        (status = 404, description = "No such booking", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The booking already ended (`illegal_transition`)", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such booking", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The booking already ended (`illegal_transition`)", body = crate::problem::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn cancel_booking(
@@ -139,8 +141,8 @@ pub struct BookingListParams {
     tag = "bookings",
     params(("id" = uuid::Uuid, Path, description = "The booking's id"), ReadParams),
     responses(
-        (status = 200, description = "The booking", body = projections::queries::BookingView),
-        (status = 404, description = "No such booking", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The booking", body = BookingView),
+        (status = 404, description = "No such booking", body = crate::problem::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn get_booking(
@@ -154,6 +156,7 @@ pub async fn get_booking(
     found(
         queries::booking(&state.pool, id, state.read_wait)
             .await?
+            .map(BookingView::from)
             .filter(|booking| access.may_act_for(booking.customer_id)),
         "booking_not_found",
         || format!("no booking {id}"),
@@ -167,7 +170,7 @@ pub async fn get_booking(
     tag = "bookings",
     params(BookingListParams, ReadParams),
     responses(
-        (status = 200, description = "One page of bookings", body = projections::queries::Page<projections::queries::BookingView>),
+        (status = 200, description = "One page of bookings", body = Page<BookingView>),
     )
 )]
 pub async fn list_bookings(
@@ -203,5 +206,5 @@ pub async fn list_bookings(
         state.read_wait,
     )
     .await?;
-    Ok(HttpResponse::Ok().json(page))
+    Ok(HttpResponse::Ok().json(Page::of(page, BookingView::from)))
 }

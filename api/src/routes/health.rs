@@ -19,10 +19,26 @@ use crate::state::AppState;
     get,
     path = "/health/live",
     tag = "platform",
-    responses((status = 200, description = "Up", body = crate::openapi::HealthStatus))
+    responses((status = 200, description = "Up", body = HealthStatus))
 )]
 pub async fn live() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
+    HttpResponse::Ok().json(HealthStatus {
+        status: "ok",
+        checks: None,
+    })
+}
+
+/// `200` of the health probes.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct HealthStatus {
+    /// `ok` (live) or `ready`.
+    #[schema(example = "ok")]
+    status: &'static str,
+    /// `ready` only: each check (`database`, `migrations`, `projections`) with `ok` and what
+    /// it saw.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    checks: Option<serde_json::Value>,
 }
 
 /// One readiness check: whether it passed and what it saw.
@@ -50,7 +66,7 @@ impl Check {
     get,
     path = "/health/ready",
     tag = "platform",
-    responses((status = 200, description = "Ready for traffic", body = crate::openapi::HealthStatus))
+    responses((status = 200, description = "Ready for traffic", body = HealthStatus))
 )]
 pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let pool = &state.pool;
@@ -79,7 +95,10 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
         .map(|(name, check)| FieldError::new(*name, check.value.to_string()))
         .collect();
     if failing.is_empty() {
-        return Ok(HttpResponse::Ok().json(json!({"status": "ready", "checks": checks})));
+        return Ok(HttpResponse::Ok().json(HealthStatus {
+            status: "ready",
+            checks: Some(json!(checks)),
+        }));
     }
     let names: Vec<&str> = failing.iter().map(|f| f.field.as_str()).collect();
     Err(ApiError::not_yet(

@@ -7,7 +7,9 @@ use domain::stock_item::StockItem;
 use domain::{CustomerId, OrderId, Quantity, Sku};
 use serde::Deserialize;
 
-use projections::queries::{self, OrderView, Page};
+use projections::queries;
+
+use crate::views::read::{OrderView, Page};
 
 use super::params::{ReadParams, found, settle, wait_for};
 use super::{CancelBody, accepted_command, path_uuid};
@@ -154,8 +156,8 @@ pub async fn place_order(
     request_body(content = Option<super::CancelBody>, description = "Optional: the reason"),
     responses(
         (status = 202, description = "Cancelled (or already cancelled)", body = super::CommandAccepted<'static>),
-        (status = 404, description = "No such order", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The order already ended (`illegal_transition`)", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such order", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The order already ended (`illegal_transition`)", body = crate::problem::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn cancel_order(
@@ -201,8 +203,8 @@ const STATUSES: [&str; 9] = [
     tag = "orders",
     params(("id" = uuid::Uuid, Path, description = "The order's id"), ReadParams),
     responses(
-        (status = 200, description = "The order", body = projections::queries::OrderView),
-        (status = 404, description = "No such order", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The order", body = OrderView),
+        (status = 404, description = "No such order", body = crate::problem::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn get_order(
@@ -216,6 +218,7 @@ pub async fn get_order(
     found(
         queries::order(&state.pool, id, state.read_wait)
             .await?
+            .map(OrderView::from)
             .filter(|order| access.may_act_for(order.customer_id)),
         "order_not_found",
         || format!("no order {id}"),
@@ -229,7 +232,7 @@ pub async fn get_order(
     tag = "orders",
     params(OrderListParams, ReadParams),
     responses(
-        (status = 200, description = "One page of orders", body = projections::queries::Page<projections::queries::OrderView>),
+        (status = 200, description = "One page of orders", body = Page<OrderView>),
     )
 )]
 pub async fn list_orders(
@@ -269,5 +272,5 @@ pub async fn list_orders(
         state.read_wait,
     )
     .await?;
-    Ok(HttpResponse::Ok().json(page))
+    Ok(HttpResponse::Ok().json(Page::of(page, OrderView::from)))
 }

@@ -1,7 +1,9 @@
 //! Payments, read from the payments read model.
 
 use actix_web::{HttpResponse, web};
-use projections::queries::{self, Owned};
+use projections::queries;
+
+use crate::views::read::{Owned, PaymentView};
 
 use super::params::{ReadParams, found, settle};
 use super::path_uuid;
@@ -17,8 +19,8 @@ use crate::state::AppState;
     tag = "payments",
     params(("id" = uuid::Uuid, Path, description = "The payment's id"), ReadParams),
     responses(
-        (status = 200, description = "The payment", body = projections::queries::PaymentView),
-        (status = 404, description = "No such payment", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The payment", body = PaymentView),
+        (status = 404, description = "No such payment", body = crate::problem::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn get_payment(
@@ -29,7 +31,9 @@ pub async fn get_payment(
 ) -> Result<HttpResponse, ApiError> {
     let id = path_uuid(&path)?;
     settle(&state, &params, &["payments"]).await?;
-    let mut payment = queries::payment_by_id(&state.pool, id).await?;
+    let mut payment = queries::payment_by_id(&state.pool, id)
+        .await?
+        .map(PaymentView::from);
     if let Some(p) = &payment
         && !access.sees_everything()
         && !owned_by_caller(&state, &access, &p.owner).await?

@@ -8,6 +8,8 @@ use serde::Deserialize;
 
 use projections::queries::{self, StockFilter};
 
+use crate::views::read::{Page, StockItemView};
+
 use super::params::{ReadParams, boolean, found, settle, wait_for};
 use super::{accepted_command, path_sku};
 use crate::extract::{RequestContext, ValidJson};
@@ -39,7 +41,7 @@ pub struct RegisterStockItem {
     #[schema(minimum = 0, maximum = 1_000_000)]
     low_stock_threshold: i64,
     /// Price of one unit (or seat).
-    #[schema(value_type = projections::schema::MoneySchema)]
+    #[schema(value_type = crate::views::read::MoneySchema)]
     unit_price: MoneyInput,
     /// A time slot's start (RFC 3339).
     starts_at: Option<DateTime<Utc>>,
@@ -125,7 +127,7 @@ async fn execute(
     request_body = RegisterStockItem,
     responses(
         (status = 202, description = "Registered; `Location` names the item", body = super::CommandAccepted<'static>),
-        (status = 409, description = "The SKU is already registered", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The SKU is already registered", body = crate::problem::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn register_stock_item(
@@ -146,8 +148,8 @@ pub async fn register_stock_item(
     request_body = Restock,
     responses(
         (status = 202, description = "Restocked", body = super::CommandAccepted<'static>),
-        (status = 404, description = "No such stock item", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The restock would overflow the item's count", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such stock item", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The restock would overflow the item's count", body = crate::problem::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn restock(
@@ -196,8 +198,8 @@ pub struct StockListParams {
     tag = "stock",
     params(("sku" = String, Path, description = "The stock item's SKU"), ReadParams),
     responses(
-        (status = 200, description = "The stock level", body = projections::queries::StockItemView),
-        (status = 404, description = "No such stock item", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The stock level", body = StockItemView),
+        (status = 404, description = "No such stock item", body = crate::problem::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn get_stock_item(
@@ -208,7 +210,9 @@ pub async fn get_stock_item(
     let sku = path_sku(&path)?;
     settle(&state, &params, &["stock_items"]).await?;
     found(
-        queries::stock_item(&state.pool, sku.as_str()).await?,
+        queries::stock_item(&state.pool, sku.as_str())
+            .await?
+            .map(StockItemView::from),
         "stock_item_not_found",
         || format!("no stock item {sku}"),
     )
@@ -222,7 +226,7 @@ pub async fn get_stock_item(
     tag = "stock",
     params(StockListParams, ReadParams),
     responses(
-        (status = 200, description = "One page of stock levels", body = projections::queries::Page<projections::queries::StockItemView>),
+        (status = 200, description = "One page of stock levels", body = Page<StockItemView>),
     )
 )]
 pub async fn list_stock_items(
@@ -261,5 +265,5 @@ pub async fn list_stock_items(
         starts_before,
     };
     let page = queries::stock_items(&state.pool, &filter, page).await?;
-    Ok(HttpResponse::Ok().json(page))
+    Ok(HttpResponse::Ok().json(Page::of(page, StockItemView::from)))
 }

@@ -18,9 +18,9 @@ pub const MAX_BODY: usize = 256 * 1024;
     params(("Stripe-Signature" = String, Header, description = "`t=<unix time>,v1=<hex HMAC-SHA256 of \"{t}.{raw body}\">`; 5-minute tolerance")),
     request_body(content = Object, description = "A Stripe event, verified on the raw bytes before it is parsed", content_type = "application/json"),
     responses(
-        (status = 200, description = "Applied, or a duplicate / an event Reserva does not act on", body = crate::openapi::WebhookReceipt),
-        (status = 400, description = "Missing, malformed, stale or wrong signature, or a malformed event; nothing recorded", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is larger than 256 KiB", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Applied, or a duplicate / an event Reserva does not act on", body = WebhookReceipt),
+        (status = 400, description = "Missing, malformed, stale or wrong signature, or a malformed event; nothing recorded", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than 256 KiB", body = crate::problem::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn stripe(
@@ -74,9 +74,34 @@ pub async fn stripe(
         Outcome::Applied {
             payment_id,
             position,
-        } => serde_json::json!({"received": true, "payment_id": payment_id, "position": position}),
-        Outcome::Ignored(why) | Outcome::Duplicate(why) | Outcome::Refused(why) => {
-            serde_json::json!({"received": true, "ignored": why})
-        }
+        } => WebhookReceipt {
+            received: true,
+            payment_id: Some(payment_id),
+            position,
+            ignored: None,
+        },
+        Outcome::Ignored(why) | Outcome::Duplicate(why) | Outcome::Refused(why) => WebhookReceipt {
+            received: true,
+            payment_id: None,
+            position: None,
+            ignored: Some(why),
+        },
     }))
+}
+
+/// `200` of `POST /webhooks/stripe`: applied (`payment_id`, `position`) or ignored (`ignored`
+/// says why: a duplicate, an event type Reserva does not act on, …).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct WebhookReceipt {
+    /// Always `true`: Stripe stops delivering.
+    received: bool,
+    /// The payment the event changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payment_id: Option<uuid::Uuid>,
+    /// Global position of the payment's last event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    position: Option<i64>,
+    /// Why nothing changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ignored: Option<String>,
 }
