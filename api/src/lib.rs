@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - [`cli`]: subcommands; [`configuration`]: typed settings from the environment.
-//! - [`startup`]: builds the HTTP server on a pool it is given (tests pass their own).
+//! - [`startup`]: builds the HTTP server on a pool it is given (tests pass their own), with
+//!   [`workers`], the background work beside it.
 //! - [`routes`]: handlers; [`extract`] and [`validation`]: the edge; [`problem`]: the single
 //!   mapping from failures to `application/problem+json`; [`correlation`]: correlation ids.
 //! - [`rate_limit`]: per-client request budgets; [`idempotency`]: `Idempotency-Key` replays.
@@ -40,3 +41,4 @@ pub mod telemetry;
 pub mod validation;
 pub mod verifier;
 pub mod views;
+pub mod workers;

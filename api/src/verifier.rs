@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// The latest verify of each projection run by this process (scheduled or over HTTP), as
 /// `GET /admin/projections` shows it.
@@ -55,27 +55,25 @@ impl Verifications {
 /// The advisory lock that lets one instance at a time verify.
 const LOCK: &str = "reserva.verify.";
 
-/// Verifies every projection every `interval` until `stop` turns `true`, recording each
+/// Verifies every projection every `interval` until `stop` is cancelled, recording each
 /// outcome in `verifications`.
-pub fn spawn(
+pub async fn run(
     pool: PgPool,
     interval: Duration,
     verifications: Verifications,
-    mut stop: watch::Receiver<bool>,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                () = tokio::time::sleep(interval) => {}
-                _ = stop.wait_for(|stop| *stop) => return,
-            }
-            // A verify is read-only: dropping it midway on a stop leaves nothing behind.
-            tokio::select! {
-                () = round(&pool, &verifications) => {}
-                _ = stop.wait_for(|stop| *stop) => return,
-            }
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = stop.cancelled() => return,
         }
-    })
+        // A verify is read-only: dropping it midway on a stop leaves nothing behind.
+        tokio::select! {
+            () = round(&pool, &verifications) => {}
+            () = stop.cancelled() => return,
+        }
+    }
 }
 
 /// One verification of every projection, unless another instance is doing it.

@@ -7,7 +7,6 @@ use domain::booking::Booking;
 use domain::order::Order;
 use domain::payment::Payment;
 use domain::stock_item::StockItem;
-use rand::Rng;
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +18,7 @@ use crate::metadata::CommandMetadata;
 use crate::repository::EventRepository;
 use crate::store::{EventStore, event_store};
 use feed::FeedSignal;
+use feed::backoff::Backoff;
 
 /// How a command that lost an optimistic-concurrency race is retried.
 #[derive(Debug, Clone, Copy)]
@@ -42,12 +42,9 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// Full jitter up to `base_delay · 2^attempt`: writers racing for one aggregate spread out.
     fn delay(&self, attempt: u32) -> Duration {
-        let ceiling = self
-            .base_delay
-            .saturating_mul(1 << attempt.min(16))
-            .min(self.max_delay);
-        ceiling.mul_f64(rand::rng().random::<f64>())
+        Backoff::new(self.base_delay, self.max_delay).full_jitter(attempt.saturating_add(1))
     }
 }
 
@@ -175,6 +172,12 @@ impl CommandBus {
     /// # Errors
     /// [`CommandError::Rejected`] with the aggregate's refusal; [`CommandError::Conflict`] when
     /// retries ran out; [`CommandError::Unavailable`] / [`CommandError::Internal`] for the store.
+    // At debug level: a span per command costs nothing unless asked for.
+    #[tracing::instrument(
+        level = "debug",
+        skip_all,
+        fields(aggregate = A::TYPE, id = %aggregate_id, command = A::command_name(&command))
+    )]
     pub async fn execute<A>(
         &self,
         aggregate_id: &str,
@@ -316,6 +319,7 @@ impl CommandBus {
     ///
     /// # Errors
     /// [`CommandError::Unavailable`] / [`CommandError::Internal`] for the store.
+    #[tracing::instrument(level = "debug", skip_all, fields(aggregate = A::TYPE, id = %aggregate_id))]
     pub async fn load<A>(&self, aggregate_id: &str) -> Result<A, CommandError<A::Error>>
     where
         A: Routed,

@@ -17,10 +17,10 @@ use domain::order::{Order, OrderCommand};
 use futures::StreamExt;
 use sqlx::PgPool;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::bus::{CommandBus, Routed};
@@ -115,13 +115,13 @@ pub async fn claim_due_deadlines(
 /// # Errors
 /// [`DeadlineError::Claim`] when due rows cannot be claimed; what ran before is kept.
 pub async fn run_once(bus: &CommandBus, limit: usize) -> Result<Expired, DeadlineError> {
-    run_until_stopped(bus, limit, &AtomicBool::new(false)).await
+    run_until_stopped(bus, limit, &CancellationToken::new()).await
 }
 
 async fn run_until_stopped(
     bus: &CommandBus,
     limit: usize,
-    stop: &AtomicBool,
+    stop: &CancellationToken,
 ) -> Result<Expired, DeadlineError> {
     let limit = limit.max(1);
     let mut total = Expired::default();
@@ -142,7 +142,7 @@ async fn run_until_stopped(
         total.skipped += skipped;
         total.failed += failed;
 
-        if (orders.len() < limit && bookings.len() < limit) || stop.load(Ordering::Relaxed) {
+        if (orders.len() < limit && bookings.len() < limit) || stop.is_cancelled() {
             return Ok(total);
         }
     }
@@ -202,8 +202,9 @@ struct JobState {
     running: Arc<Mutex<Instant>>,
     /// Time between the starts of two runs.
     interval: Duration,
-    /// Set on shutdown: later ticks do nothing and a run in progress ends after its batch.
-    stopped: AtomicBool,
+    /// Cancelled on shutdown: later ticks do nothing and a run in progress ends after its
+    /// batch.
+    stopped: CancellationToken,
 }
 
 /// Every second, seconds first (tokio-cron-scheduler's six-field cron).
@@ -229,7 +230,7 @@ pub async fn start(bus: CommandBus, interval: Duration) -> Result<DeadlineJob, D
     let state = Arc::new(JobState {
         running: Arc::new(Mutex::new(Instant::now())),
         interval,
-        stopped: AtomicBool::new(false),
+        stopped: CancellationToken::new(),
     });
     // Held before the scheduler exists, so its first tick cannot start a second run.
     let sweep_guard = state
@@ -267,7 +268,7 @@ pub async fn start(bus: CommandBus, interval: Duration) -> Result<DeadlineJob, D
 }
 
 async fn run_logged(bus: &CommandBus, state: &JobState) {
-    if state.stopped.load(Ordering::Relaxed) {
+    if state.stopped.is_cancelled() {
         return;
     }
     match run_until_stopped(bus, BATCH, &state.stopped).await {
@@ -290,7 +291,7 @@ impl DeadlineJob {
     /// [`DeadlineError::Scheduler`] when the scheduler does not stop cleanly; no further run
     /// starts either way.
     pub async fn shutdown(&mut self) -> Result<(), DeadlineError> {
-        self.state.stopped.store(true, Ordering::Relaxed);
+        self.state.stopped.cancel();
         let stopped = match self.scheduler.take() {
             Some(mut scheduler) => scheduler.shutdown().await,
             None => Ok(()),
@@ -303,7 +304,7 @@ impl DeadlineJob {
 impl Drop for DeadlineJob {
     /// Stops further runs at once; the scheduler's loop is stopped in the background.
     fn drop(&mut self) {
-        self.state.stopped.store(true, Ordering::Relaxed);
+        self.state.stopped.cancel();
         if let Some(mut scheduler) = self.scheduler.take()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
@@ -311,5 +312,19 @@ impl Drop for DeadlineJob {
                 let _ = scheduler.shutdown().await;
             });
         }
+    }
+}
+
+/// Runs the expiry job (see [`start`]) until `stop` is cancelled, then shuts it down, letting
+/// a run in progress finish its batch.
+pub async fn run_until_cancelled(bus: CommandBus, interval: Duration, stop: CancellationToken) {
+    match start(bus, interval).await {
+        Ok(mut job) => {
+            stop.cancelled().await;
+            if let Err(error) = job.shutdown().await {
+                tracing::warn!(%error, "the deadline job did not stop cleanly");
+            }
+        }
+        Err(error) => tracing::error!(%error, "the deadline job did not start"),
     }
 }

@@ -59,6 +59,7 @@ impl EventRepository {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(events = events.len()))]
     async fn append(&self, events: &[SerializedEvent]) -> Result<i64, PersistenceError> {
         if let [event] = events {
             return sqlx::query_scalar(APPEND_ONE)

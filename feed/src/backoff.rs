@@ -22,11 +22,27 @@ impl Backoff {
     /// first): `base · 2^(attempt-1)`, capped at `max`, plus up to as much again of jitter
     /// (capped at `max` too), so that runners failing together do not retry together.
     pub fn delay(&self, attempt: u32) -> Duration {
-        ExponentialBuilder::default()
+        self.nth(attempt, true)
+    }
+
+    /// "Full jitter": anywhere from zero up to `base · 2^(attempt-1)` (capped at `max`), for
+    /// writers racing for one row, where spreading the retries matters more than their
+    /// minimum wait.
+    pub fn full_jitter(&self, attempt: u32) -> Duration {
+        self.nth(attempt, false).mul_f64(rand::random::<f64>())
+    }
+
+    fn nth(&self, attempt: u32, jitter: bool) -> Duration {
+        let builder = ExponentialBuilder::default()
             .with_min_delay(self.base)
             .with_max_delay(self.max)
-            .with_jitter()
-            .without_max_times()
+            .without_max_times();
+        let builder = if jitter {
+            builder.with_jitter()
+        } else {
+            builder
+        };
+        builder
             .build()
             .nth(attempt.saturating_sub(1).min(32) as usize)
             .unwrap_or(self.max)
@@ -46,6 +62,7 @@ mod tests {
                 .saturating_mul(1 << (attempt - 1).min(10))
                 .min(Duration::from_millis(200));
             let delay = backoff.delay(attempt);
+            assert!(backoff.full_jitter(attempt) <= floor, "attempt {attempt}");
             assert!(delay >= floor, "attempt {attempt}: {delay:?} < {floor:?}");
             assert!(
                 delay <= Duration::from_millis(200),

@@ -9,7 +9,8 @@
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use std::time::Duration;
-use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::FeedSignal;
@@ -17,12 +18,29 @@ use crate::FeedSignal;
 /// The channel appends are announced on.
 pub const CHANNEL: &str = "reserva_events";
 
-/// Starts the announcing and the listening task; abort the handles to stop them.
-pub fn spawn(pool: PgPool, signal: FeedSignal) -> [JoinHandle<()>; 2] {
+/// Starts the announcing and the listening task on `tracker`; both end when `stop` is
+/// cancelled (nothing they do needs finishing: subscriptions also poll).
+pub fn spawn(
+    pool: PgPool,
+    signal: FeedSignal,
+    stop: &CancellationToken,
+    tracker: &TaskTracker,
+) -> [tokio::task::AbortHandle; 2] {
     let instance = Uuid::new_v4().to_string();
-    let announce = tokio::spawn(announce(pool.clone(), signal.clone(), instance.clone()));
-    let listen = tokio::spawn(listen(pool, signal, instance));
-    [announce, listen]
+    let announce = announce(pool.clone(), signal.clone(), instance.clone());
+    let listen = listen(pool, signal, instance);
+    [
+        tracker.spawn(until(stop.clone(), announce)).abort_handle(),
+        tracker.spawn(until(stop.clone(), listen)).abort_handle(),
+    ]
+}
+
+/// Runs `work` until `stop` is cancelled.
+async fn until(stop: CancellationToken, work: impl Future<Output = ()>) {
+    tokio::select! {
+        () = work => {}
+        () = stop.cancelled() => {}
+    }
 }
 
 async fn announce(pool: PgPool, signal: FeedSignal, instance: String) {

@@ -123,16 +123,23 @@ impl Subscription {
 
     /// Runs until the handle is dropped, aborted or [stopped](SubscriptionHandle::stop).
     pub fn spawn(self) -> SubscriptionHandle {
-        self.spawn_under(&CancellationToken::new())
+        self.spawn_under(&CancellationToken::new(), &TaskTracker::new())
     }
 
-    /// Like [`Subscription::spawn`], and also stops cleanly when `shutdown` is cancelled.
-    pub fn spawn_under(self, shutdown: &CancellationToken) -> SubscriptionHandle {
+    /// Like [`Subscription::spawn`], and also stops cleanly when `shutdown` is cancelled; the
+    /// task is tracked by `group` too, so whoever owns it can wait for every runner at once.
+    pub fn spawn_under(
+        self,
+        shutdown: &CancellationToken,
+        group: &TaskTracker,
+    ) -> SubscriptionHandle {
         let name = self.handler.name().to_owned();
         let progress = self.progress.subscribe();
         let stop = shutdown.child_token();
         let tracker = TaskTracker::new();
-        let task = tracker.spawn(self.run(stop.clone())).abort_handle();
+        let task = group
+            .spawn(tracker.track_future(self.run(stop.clone())))
+            .abort_handle();
         tracker.close();
         SubscriptionHandle {
             name,

@@ -3,6 +3,8 @@
 use feed::FeedSignal;
 use feed::{Subscription, SubscriptionHandle, SubscriptionOptions};
 use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::models::bookings::Bookings;
 use crate::models::orders::Orders;
@@ -32,6 +34,24 @@ pub fn names() -> Vec<&'static str> {
 
 /// Starts one runner per projection (each waits in standby while another process runs it).
 pub fn start(pool: &PgPool, signal: &FeedSignal, options: &SubscriptionOptions) -> Running {
+    start_under(
+        pool,
+        signal,
+        options,
+        &CancellationToken::new(),
+        &TaskTracker::new(),
+    )
+}
+
+/// Like [`start`], the runners stopping cleanly when `shutdown` is cancelled and tracked by
+/// `group`.
+pub fn start_under(
+    pool: &PgPool,
+    signal: &FeedSignal,
+    options: &SubscriptionOptions,
+    shutdown: &CancellationToken,
+    group: &TaskTracker,
+) -> Running {
     let handles = all()
         .iter()
         .map(|p| {
@@ -41,7 +61,7 @@ pub fn start(pool: &PgPool, signal: &FeedSignal, options: &SubscriptionOptions) 
                 signal.clone(),
                 options.clone(),
             )
-            .spawn()
+            .spawn_under(shutdown, group)
         })
         .collect();
     Running { handles }

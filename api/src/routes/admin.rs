@@ -31,9 +31,9 @@ pub async fn list_projections(state: web::Data<AppState>) -> Result<HttpResponse
         .into_iter()
         .map(|status| {
             let running_here = state
-                .projections
-                .get(status.name)
-                .is_some_and(|h| *h.progress.borrow() != feed::Checkpoint::START);
+                .workers
+                .progress(status.name)
+                .is_some_and(|progress| *progress.borrow() != feed::Checkpoint::START);
             let rebuild = state.rebuilds.state(status.name);
             let last_verify = state.verifications.latest(status.name);
             ProjectionEntry::new(status, running_here, rebuild, last_verify)

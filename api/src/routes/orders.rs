@@ -2,7 +2,7 @@
 //! cancel) comes with the feed.
 
 use actix_web::{HttpResponse, web};
-use domain::order::{Order, OrderCommand, OrderItem};
+use domain::order::{Order, OrderCommand, OrderItem, OrderStatus};
 use domain::stock_item::StockItem;
 use domain::{CustomerId, OrderId, Quantity, Sku};
 use serde::Deserialize;
@@ -183,19 +183,6 @@ pub struct OrderListParams {
     read: ReadParams,
 }
 
-/// Order statuses a list can filter on.
-const STATUSES: [&str; 9] = [
-    "STARTED",
-    "STOCK_RESERVED",
-    "PAYMENT_PENDING",
-    "COMPLETED",
-    "STOCK_FAILED",
-    "PAYMENT_FAILED",
-    "CANCELLED",
-    "EXPIRED",
-    "REFUNDED",
-];
-
 /// Reads one order from the orders read model (and its payment from the payments one).
 #[utoipa::path(
     get,
@@ -247,9 +234,10 @@ pub async fn list_orders(
         .and_then(|c| v.uuid("customer", c));
     let status = params.status.as_deref().map(str::to_ascii_uppercase);
     if let Some(status) = &status
-        && !STATUSES.contains(&status.as_str())
+        && OrderStatus::parse(status).is_none()
     {
-        v.error("status", format!("must be one of {}", STATUSES.join(", ")));
+        let names: Vec<&str> = OrderStatus::ALL.iter().map(|s| s.as_str()).collect();
+        v.error("status", format!("must be one of {}", names.join(", ")));
     }
     let min_position = params.read.min_position(&mut v);
     let page = params.read.page(&mut v);

@@ -36,6 +36,24 @@ pub enum OrderStatus {
 }
 
 impl OrderStatus {
+    /// Every status, in the order of the machine.
+    pub const ALL: [Self; 9] = [
+        Self::Started,
+        Self::StockReserved,
+        Self::PaymentPending,
+        Self::Completed,
+        Self::StockFailed,
+        Self::PaymentFailed,
+        Self::Cancelled,
+        Self::Expired,
+        Self::Refunded,
+    ];
+
+    /// The status named `name` (upper case, as [`OrderStatus::as_str`] writes it).
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
     /// The upper-case name, e.g. `PAYMENT_PENDING`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -1,0 +1,168 @@
+//! The background work of a server, beside its HTTP workers: the projections, the order and
+//! booking sagas, the deadline job, the wake-up relays and the periodic verify.
+//!
+//! Every task runs under one shutdown primitive, tokio-util's [`CancellationToken`] and
+//! [`TaskTracker`] (as mini-redis threads its `Shutdown`), in three stages stopped in
+//! dependency order: what issues commands on its own (the deadline job, the verify, the
+//! relays), then the sagas (they issue commands too), then the projections, so the last
+//! events the others append are still projected and every checkpoint ends at the head. Each
+//! subscription finishes its batch, commits and releases its lock, so another instance takes
+//! over at once. [`Workers::abort`] is a crash, as far as the work can tell.
+
+use commands::CommandBus;
+use commands::deadlines;
+use commands::payment_gateway::PaymentGateway;
+use commands::sagas::{BookingSaga, Flow, OrderSaga, SagaRunner};
+use feed::{Checkpoint, Subscription, SubscriptionHandle, SubscriptionOptions, relay};
+use projections::catalog::{self, Running};
+use sqlx::PgPool;
+use std::sync::{Arc, Mutex, PoisonError};
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::configuration::Settings;
+use crate::verifier::{self, Verifications};
+
+/// One group of tasks stopped together.
+#[derive(Default)]
+struct Stage {
+    stop: CancellationToken,
+    tracker: TaskTracker,
+    /// Tasks that are not subscriptions (those abort through their handles).
+    tasks: Mutex<Vec<AbortHandle>>,
+}
+
+impl Stage {
+    fn spawn<F>(&self, work: impl FnOnce(CancellationToken) -> F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let task = self.tracker.spawn(work(self.stop.clone()));
+        self.hold(task.abort_handle());
+    }
+
+    fn hold(&self, task: AbortHandle) {
+        self.tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(task);
+    }
+
+    async fn stop(&self) {
+        self.stop.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+
+    fn abort(&self) {
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            task.abort();
+        }
+    }
+}
+
+/// A server's background work.
+pub struct Workers {
+    /// The deadline job, the periodic verify and the relays.
+    own: Stage,
+    sagas: Stage,
+    projections: Stage,
+    running: Running,
+    saga_runners: Vec<SubscriptionHandle>,
+}
+
+impl Workers {
+    /// Starts everything `settings` asks for on `pool`: the sagas pay through `gateway` (none
+    /// with sagas off); the periodic verify records into `verifications`.
+    pub fn start(
+        settings: &Settings,
+        pool: &PgPool,
+        bus: &CommandBus,
+        gateway: Option<Arc<dyn PaymentGateway>>,
+        verifications: &Verifications,
+    ) -> Self {
+        let (own, sagas, projections) = (Stage::default(), Stage::default(), Stage::default());
+        let signal = bus.feed_signal();
+        let running = catalog::start_under(
+            pool,
+            signal,
+            &SubscriptionOptions::default(),
+            &projections.stop,
+            &projections.tracker,
+        );
+        let saga_runners = match gateway {
+            Some(gateway) => vec![
+                saga::<OrderSaga>(bus, pool, Arc::clone(&gateway), &sagas),
+                saga::<BookingSaga>(bus, pool, gateway, &sagas),
+            ],
+            None => Vec::new(),
+        };
+        let (job_bus, interval) = (bus.clone(), settings.deadline_interval);
+        own.spawn(|stop| deadlines::run_until_cancelled(job_bus, interval, stop));
+        if let Some(every) = settings.verify_interval {
+            let (pool, verifications) = (pool.clone(), verifications.clone());
+            own.spawn(|stop| verifier::run(pool, every, verifications, stop));
+        }
+        for task in relay::spawn(pool.clone(), signal.clone(), &own.stop, &own.tracker) {
+            own.hold(task);
+        }
+        Self {
+            own,
+            sagas,
+            projections,
+            running,
+            saga_runners,
+        }
+    }
+
+    /// What this process's runner of projection `name` has committed, when it runs one.
+    pub fn progress(&self, name: &str) -> Option<watch::Receiver<Checkpoint>> {
+        self.running.get(name).map(|h| h.progress.clone())
+    }
+
+    /// Stops everything cleanly, stage after stage, and returns once all of it has ended.
+    pub async fn stop(&self) {
+        self.own.stop().await;
+        self.sagas.stop().await;
+        self.projections.stop().await;
+    }
+
+    /// Stops everything at once, mid-batch: a crash, as far as the work can tell (open
+    /// transactions roll back with their connections).
+    pub fn abort(&self) {
+        self.own.abort();
+        for runner in self.saga_runners.iter().chain(self.running.handles()) {
+            runner.abort();
+        }
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        self.abort();
+    }
+}
+
+/// Starts the saga of `F` (in standby while another process runs it).
+fn saga<F: Flow>(
+    bus: &CommandBus,
+    pool: &PgPool,
+    gateway: Arc<dyn PaymentGateway>,
+    stage: &Stage,
+) -> SubscriptionHandle {
+    let runner = SagaRunner::<F>::new(bus.clone(), gateway);
+    Subscription::new(
+        Arc::new(runner),
+        pool.clone(),
+        bus.feed_signal().clone(),
+        SubscriptionOptions::default(),
+    )
+    .spawn_under(&stage.stop, &stage.tracker)
+}
