@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Read-side benchmarks of a release build, each beside a reference measured in the same run:
 #   1. rebuild throughput over EVENTS generated events (reserva-fill), per projection and --all,
-#      beside a raw sequential read of the events table in feed order (reserva-fill --scan);
+#      and `projections verify` (fold and compare) per projection, beside a raw sequential read
+#      of the events table in feed order (reserva-fill --scan);
 #   2. projection lag (append → visible in the read model) under a steady RATE commands/s
 #      (reserva-load --rate), from the reserva_projection_lag_seconds histogram, beside
 #      PostgreSQL's own one-event-per-commit rate (shared/bench/pg_limit.sh).
@@ -48,6 +49,14 @@ start=$(date +%s.%N)
 end=$(date +%s.%N)
 awk -v n="$EVENTS" -v s="$start" -v e="$end" \
   'BEGIN { printf "rebuild --all: %d events in %.2f s = %.0f events/s\n", n, e - s, n / (e - s) }'
+
+echo "== verify, one projection at a time (fold from the store, compare row by row)"
+for p in orders bookings stock_items payments; do "$BIN/reserva" projections verify "$p"; done
+start=$(date +%s.%N)
+"$BIN/reserva" projections verify --all >/dev/null
+end=$(date +%s.%N)
+awk -v n="$EVENTS" -v s="$start" -v e="$end" \
+  'BEGIN { printf "verify --all: %d events in %.2f s = %.0f events/s\n", n, e - s, n / (e - s) }'
 
 echo "== reference: PostgreSQL one-event-per-commit rate (shared/bench/pg_limit.sh, 5 s per point)"
 bash ../shared/bench/pg_limit.sh "$ADMIN_URL" 5 1 8

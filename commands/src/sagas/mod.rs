@@ -13,7 +13,8 @@
 //!
 //! # Layout
 //! - [`order_saga`] / [`booking_saga`]: the two flows.
-//! - [`process`]: the state machine and its compensations.
+//! - [`process`]: the state machine and its compensations; [`state`]: what a saga remembers
+//!   and what it is handed.
 //! - [`engine`]: the feed handler (payment-to-saga routing, concurrency, persistence).
 //! - [`store`]: `saga_instances` and `saga_steps`.
 
@@ -21,12 +22,13 @@ pub mod booking_saga;
 pub mod engine;
 pub mod order_saga;
 pub mod process;
+pub mod state;
 pub mod store;
 
 pub use booking_saga::BookingSaga;
 pub use engine::SagaRunner;
 pub use order_saga::OrderSaga;
-pub use process::{SagaData, SagaState};
+pub use state::{SagaData, SagaState};
 
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
