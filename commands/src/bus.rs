@@ -212,6 +212,9 @@ impl CommandBus {
         result
     }
 
+    // One loop on purpose: the cached aggregate, the decision, the append and the conflict
+    // retry share one invariant (a cached state is only used with the sequence it was read
+    // at), which splitting would scatter.
     async fn decide_and_append<A>(
         &self,
         aggregate_id: &str,

@@ -124,6 +124,8 @@ pub fn outcome_label(received: &Received) -> &'static str {
     }
 }
 
+// Straight-line on purpose: verify the signature, map the event, find the payment, apply; the
+// order is the webhook's contract and each step's refusal is answered where it happens.
 async fn verify_and_apply(
     bus: &CommandBus,
     pool: &PgPool,

@@ -118,6 +118,9 @@ pub async fn rebuild(
     result
 }
 
+// One function on purpose: its phases hand each other the position reached so far, and their
+// order (build, index, catch up, lock, last catch-up, swap) is the rebuild's correctness
+// argument, best read in one place.
 async fn build_and_swap(
     pool: &PgPool,
     conn: &mut PgConnection,

@@ -145,6 +145,7 @@ impl<F: Flow> Process<'_, '_, F> {
             .await
     }
 
+    // One match on purpose: the state machine reads as one table of (state, input) → moves.
     /// Handles one input, updating `data`.
     pub(crate) async fn handle(
         &mut self,
