@@ -164,8 +164,12 @@ pub async fn verify(
         // (catalog lookups ignore the snapshot): hold the swap lock shared, taken before the
         // snapshot starts, for the whole verify. Closing the connection releases it.
         locks::swap_shared_session(&mut conn, name).await?;
-        conn.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .await?
+        let mut tx = conn.begin().await?;
+        // The transaction's first statement: one snapshot for everything that follows.
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        tx
     };
     let at = checkpoint::stored(&mut tx, name).await?;
     let mut fold = projection.fold();
