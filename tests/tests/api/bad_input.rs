@@ -44,6 +44,7 @@ fn product(overrides: Value) -> Value {
     body
 }
 
+// Long on purpose: the table of bad requests itself, one entry per case.
 fn cases() -> Vec<Case> {
     let customer = "7f0c1a9e-3a0e-4a47-9f39-0a3f0b8f9d11";
     let v = "validation_failed";

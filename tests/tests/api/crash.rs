@@ -138,6 +138,8 @@ async fn snapshot(pool: &PgPool) -> Vec<Value> {
         .unwrap()
 }
 
+// Long on purpose: the crash is staged step by step (batch held, runner killed, successor
+// takes over) and each step's state is asserted where it happens.
 #[tokio::test]
 async fn a_projector_killed_before_its_commit_neither_loses_nor_doubles_an_event() {
     // Arrange: the stock projector, rigged to hang mid-batch, and writers racing it.

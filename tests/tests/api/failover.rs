@@ -44,6 +44,7 @@ impl Handler for Tagged {
     }
 }
 
+// Long on purpose: one takeover followed from both runners' side, in order.
 #[tokio::test]
 async fn a_standby_runner_takes_over_without_doubling_or_losing_an_event() {
     // Arrange: one database, two "processes" (each its own wake-up signal) running the same

@@ -114,6 +114,7 @@ async fn stored(pool: &PgPool, name: &str) -> Checkpoint {
     checkpoint::stored(&mut conn, name).await.unwrap()
 }
 
+// Long on purpose: the interleaving of two transactions is the test, written in order.
 #[tokio::test]
 async fn a_late_committing_transaction_is_never_skipped() {
     // Arrange: two subscriptions, running, that have handled a first event.

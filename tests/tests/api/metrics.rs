@@ -122,6 +122,8 @@ fn the_parser_reads_labels_with_braces_commas_and_escapes() {
     assert_eq!(value(&samples, "z_bucket", &[("le", "+Inf")]), Some(2.0));
 }
 
+// Long on purpose: one order flow, then every series it should have moved, checked against
+// one scrape; split up, the series would be read from different moments.
 #[tokio::test]
 async fn a_scrape_after_an_order_flow_shows_commands_sagas_lag_and_webhooks() {
     // Arrange: one product whose stock crosses its low-stock threshold (1) with this order.

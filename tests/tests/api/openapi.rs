@@ -235,6 +235,8 @@ async fn the_document_is_openapi_3_and_describes_every_route() {
     response_schema(&doc, "post", "/api/v1/orders", "202", "application/json");
 }
 
+// Long on purpose: one flow produces every kind of answer, each checked against its schema
+// as it comes.
 #[tokio::test]
 async fn real_answers_match_their_documented_schemas() {
     // Arrange: an order that went through its saga, so it has a payment.

@@ -11,6 +11,8 @@ use sqlx::postgres::PgPoolOptions;
 use std::time::Duration;
 use tests::{eventually, feed_end, spawn_app, wait_until_caught_up};
 
+// Long on purpose: one shutdown, followed step by step (request in flight, held batch,
+// locks handed back, checkpoints at the head); the steps only make sense in this order.
 #[tokio::test]
 async fn a_graceful_shutdown_answers_the_request_in_flight_then_frees_every_subscription() {
     // Arrange: a completed order, so projections and sagas all have checkpoints and locks.

@@ -132,6 +132,7 @@ impl Scene {
     }
 }
 
+// Long on purpose: two batches around one poisoned event, each asserted as it passes.
 #[tokio::test]
 async fn a_poisoned_event_holds_back_only_its_own_aggregate_and_costs_one_batch() {
     // Arrange: ten healthy items and the poisoned one, registered and caught up.
