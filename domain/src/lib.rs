@@ -11,6 +11,7 @@
 //! - [`ids`]: UUID newtypes and the deterministic ids sagas rely on for idempotency.
 //! - [`rejection`]: the `DomainError` trait that gives every refusal a stable machine code.
 //! - [`stock_item`], [`order`], [`booking`], [`payment`]: one folder per aggregate.
+//! - [`upcast`]: old event payloads upgraded to today's shape when read.
 //!
 //! # Rules this crate keeps
 //! No I/O, no SQL, no HTTP, no clock: `type Services = ()` on every aggregate.
@@ -25,8 +26,10 @@ pub mod quantity;
 pub mod rejection;
 pub mod status;
 pub mod stock_item;
+pub mod upcast;
 
 pub use ids::{BookingId, CustomerId, OrderId, Owner, PaymentId, ReservationId};
 pub use money::{Currency, Money, MoneyError};
 pub use quantity::{Quantity, Sku, ValueError};
 pub use rejection::{DomainError, RejectionKind};
+pub use upcast::{needs_upcast, upcast};

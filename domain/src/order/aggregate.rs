@@ -218,9 +218,9 @@ impl Order {
             OrderCommand::FailPayment { reason } => self
                 .transition(S::PaymentFailed)?
                 .map(|_| OrderEvent::OrderPaymentFailed { reason }),
-            OrderCommand::Cancel { reason } => self
+            OrderCommand::Cancel { reason, by } => self
                 .transition(S::Cancelled)?
-                .map(|from| OrderEvent::OrderCancelled { reason, from }),
+                .map(|from| OrderEvent::OrderCancelled { reason, from, by }),
             OrderCommand::Expire => self
                 .transition(S::Expired)?
                 .map(|from| OrderEvent::OrderExpired { from }),

@@ -54,6 +54,8 @@ pub enum OrderCommand {
     Cancel {
         /// Why.
         reason: String,
+        /// Who.
+        by: super::Canceller,
     },
     /// The reservation deadline passed before payment.
     Expire,

@@ -6,6 +6,18 @@ use super::aggregate::OrderStatus;
 use super::command::OrderItem;
 use crate::{CustomerId, Money, PaymentId, Sku};
 
+/// Who cancelled an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Canceller {
+    /// The customer who placed it.
+    Customer,
+    /// An operator.
+    Admin,
+    /// The service itself (a saga's compensation).
+    System,
+}
+
 /// Facts recorded about an Order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OrderEvent {
@@ -47,11 +59,16 @@ pub enum OrderEvent {
         reason: String,
     },
     /// Cancelled by the customer or an admin.
+    ///
+    /// Version 2.0 added `by`; events stored as 1.0 were all the customer's own (admins could
+    /// not cancel then) and are read as such ([`crate::upcast`]).
     OrderCancelled {
         /// Why.
         reason: String,
         /// The status it was cancelled from (decides refund vs cancel of the intent).
         from: OrderStatus,
+        /// Who cancelled.
+        by: Canceller,
     },
     /// The deadline passed before payment.
     OrderExpired {
@@ -84,6 +101,10 @@ impl DomainEvent for OrderEvent {
     }
 
     fn event_version(&self) -> String {
-        "1.0".to_owned()
+        match self {
+            Self::OrderCancelled { .. } => "2.0",
+            _ => "1.0",
+        }
+        .to_owned()
     }
 }

@@ -21,4 +21,4 @@ mod tests;
 pub use aggregate::{Order, OrderStatus};
 pub use command::{OrderCommand, OrderItem};
 pub use error::OrderError;
-pub use event::OrderEvent;
+pub use event::{Canceller, OrderEvent};

@@ -118,6 +118,7 @@ fn cancelled(from: OrderStatus) -> OrderEvent {
     OrderEvent::OrderCancelled {
         reason: "changed my mind".into(),
         from,
+        by: Canceller::Customer,
     }
 }
 fn refunded(payment_id: PaymentId) -> OrderEvent {
@@ -143,6 +144,7 @@ fn command_to(to: OrderStatus) -> OrderCommand {
         },
         S::Cancelled => OrderCommand::Cancel {
             reason: "changed my mind".into(),
+            by: Canceller::Customer,
         },
         S::Expired => OrderCommand::Expire,
         S::Refunded => OrderCommand::MarkRefunded {

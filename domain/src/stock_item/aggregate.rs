@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use super::command::{ReleaseReason, StockItemCommand, StockKind};
 use super::error::StockItemError;
 use super::event::StockItemEvent;
+use super::memory::{Closed, ClosedMemory, Ended};
 use crate::{Money, Owner, Quantity, ReservationId, Sku};
 
 /// An open hold on units.
@@ -20,14 +21,6 @@ pub struct Reservation {
     pub expires_at: DateTime<Utc>,
 }
 
-/// How a reservation ended; kept so late commands for it stay idempotent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-enum Closed {
-    Committed,
-    Released,
-    Returned,
-}
-
 /// The state of one SKU, rebuilt from its events.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StockItem {
@@ -38,11 +31,8 @@ pub struct StockItem {
     low_stock_threshold: u32,
     unit_price: Option<Money>,
     reservations: BTreeMap<ReservationId, Reservation>,
-    closed: BTreeMap<ReservationId, Closed>,
-    /// Units of each committed reservation, so a refunded sale can put exactly them back.
-    /// Defaulted so snapshots taken before returns existed still load.
-    #[serde(default)]
-    sold: BTreeMap<ReservationId, u32>,
+    /// Reservations that ended, so late commands for them stay idempotent (bounded in time).
+    closed: ClosedMemory,
 }
 
 impl StockItem {
@@ -85,6 +75,10 @@ impl StockItem {
     /// Open reservations by id.
     pub fn reservations(&self) -> &BTreeMap<ReservationId, Reservation> {
         &self.reservations
+    }
+    /// Ended reservations still remembered (bounded: see [`super::memory`]).
+    pub fn remembered(&self) -> usize {
+        self.closed.len()
     }
 
     fn require_registered(&self) -> Result<(), StockItemError> {
@@ -160,7 +154,8 @@ impl StockItem {
     ) -> Result<Vec<StockItemEvent>, StockItemError> {
         self.require_registered()?;
         if self.reservations.contains_key(&reservation_id)
-            || self.closed.contains_key(&reservation_id)
+            || self.closed.get(&reservation_id).is_some()
+            || self.closed.forgotten(expires_at)
         {
             return Ok(Vec::new());
         }
@@ -183,7 +178,7 @@ impl StockItem {
         self.require_registered()?;
         match (
             self.reservations.get(&reservation_id),
-            self.closed.get(&reservation_id),
+            self.closed.get(&reservation_id).map(|e| e.how),
         ) {
             (Some(held), _) => Ok(vec![StockItemEvent::ReservationCommitted {
                 reservation_id,
@@ -211,7 +206,7 @@ impl StockItem {
                 reason,
             }]);
         }
-        match self.closed.get(&reservation_id) {
+        match self.closed.get(&reservation_id).map(|e| e.how) {
             Some(Closed::Committed | Closed::Returned) => {
                 Err(StockItemError::ReservationCommitted(reservation_id))
             }
@@ -227,12 +222,9 @@ impl StockItem {
         reservation_id: ReservationId,
     ) -> Result<Vec<StockItemEvent>, StockItemError> {
         self.require_registered()?;
-        match (
-            self.closed.get(&reservation_id),
-            self.sold.get(&reservation_id),
-        ) {
-            (Some(Closed::Returned), _) => Ok(Vec::new()),
-            (Some(Closed::Committed), Some(&quantity)) => {
+        match self.closed.get(&reservation_id).map(|e| (e.how, e.quantity)) {
+            Some((Closed::Returned, _)) => Ok(Vec::new()),
+            Some((Closed::Committed, quantity)) => {
                 let on_hand = self
                     .on_hand
                     .checked_add(quantity)
@@ -243,12 +235,34 @@ impl StockItem {
                     on_hand,
                 }])
             }
-            (Some(Closed::Released), _) => Err(StockItemError::ReservationReleased(reservation_id)),
+            Some((Closed::Released, _)) => Err(StockItemError::ReservationReleased(reservation_id)),
             _ if self.reservations.contains_key(&reservation_id) => {
                 Err(StockItemError::ReservationNotCommitted(reservation_id))
             }
             _ => Err(StockItemError::ReservationNotFound(reservation_id)),
         }
+    }
+
+    /// Moves `id` from the open holds (or the remembered sales, for a return) to the closed.
+    fn close(&mut self, id: ReservationId, how: Closed, quantity: u32) {
+        let expires_at = match self.reservations.remove(&id) {
+            Some(held) => held.expires_at,
+            // A return: the sale is remembered, or it would not have been accepted; an event
+            // without either (hand-written) is kept from the latest hold seen.
+            None => self
+                .closed
+                .get(&id)
+                .map(|e| e.expires_at)
+                .unwrap_or_default(),
+        };
+        self.closed.close(
+            id,
+            Ended {
+                how,
+                quantity,
+                expires_at,
+            },
+        );
     }
 
     /// Threshold events for the availability change `before → after`.
@@ -343,6 +357,7 @@ impl Aggregate for StockItem {
                 owner,
                 expires_at,
             } => {
+                self.closed.saw_hold(expires_at);
                 self.reservations.insert(
                     reservation_id,
                     Reservation {
@@ -357,24 +372,22 @@ impl Aggregate for StockItem {
                 quantity,
                 on_hand,
             } => {
-                self.reservations.remove(&reservation_id);
-                self.closed.insert(reservation_id, Closed::Committed);
-                self.sold.insert(reservation_id, quantity);
+                self.close(reservation_id, Closed::Committed, quantity);
                 self.on_hand = on_hand;
             }
             StockItemEvent::ReservationReturned {
                 reservation_id,
+                quantity,
                 on_hand,
-                ..
             } => {
-                self.closed.insert(reservation_id, Closed::Returned);
-                self.sold.remove(&reservation_id);
+                self.close(reservation_id, Closed::Returned, quantity);
                 self.on_hand = on_hand;
             }
-            StockItemEvent::ReservationReleased { reservation_id, .. } => {
-                self.reservations.remove(&reservation_id);
-                self.closed.insert(reservation_id, Closed::Released);
-            }
+            StockItemEvent::ReservationReleased {
+                reservation_id,
+                quantity,
+                ..
+            } => self.close(reservation_id, Closed::Released, quantity),
             StockItemEvent::LowStockReached { .. } | StockItemEvent::StockDepleted => {}
         }
     }

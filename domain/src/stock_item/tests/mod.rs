@@ -118,4 +118,5 @@ pub(super) fn low(available: u32, threshold: u32) -> StockItemEvent {
 }
 
 mod holds;
+mod memory;
 mod stock;
