@@ -16,6 +16,7 @@ use crate::error::CommandError;
 use crate::locks::AggregateLocks;
 use crate::metadata::CommandMetadata;
 use crate::repository::EventRepository;
+use crate::snapshots::{self, LoadError, SnapshotPolicy};
 use crate::store::{EventStore, event_store};
 use feed::FeedSignal;
 use feed::backoff::Backoff;
@@ -120,6 +121,7 @@ pub struct CommandBus {
     payments: Arc<Lane<Payment>>,
     locks: Arc<AggregateLocks>,
     retry: RetryPolicy,
+    snapshots: SnapshotPolicy,
     feed: FeedSignal,
 }
 
@@ -145,8 +147,16 @@ impl CommandBus {
             locks: Arc::new(AggregateLocks::default()),
             pool,
             retry,
+            snapshots: SnapshotPolicy::default(),
             feed: FeedSignal::default(),
         }
+    }
+
+    /// The same bus taking snapshots as `policy` says (every 500 events by default).
+    #[must_use]
+    pub fn with_snapshots(mut self, policy: SnapshotPolicy) -> Self {
+        self.snapshots = policy;
+        self
     }
 
     /// Bumped after every append that committed, so subscriptions wake at once.
@@ -240,13 +250,18 @@ impl CommandBus {
                     },
                     cached.position,
                 ),
-                None => (
-                    lane.store
-                        .load_aggregate(aggregate_id)
-                        .await
-                        .map_err(|e| CommandError::from_aggregate(e, attempt))?,
-                    None,
-                ),
+                None => {
+                    let loaded = self.load_fresh::<A>(aggregate_id).await?;
+                    (
+                        EventStoreAggregateContext {
+                            aggregate_id: aggregate_id.to_owned(),
+                            aggregate: loaded.aggregate,
+                            current_sequence: loaded.sequence,
+                            current_snapshot: None,
+                        },
+                        None,
+                    )
+                }
             };
             let sink = EventSink::default();
             context
@@ -281,6 +296,9 @@ impl CommandBus {
                     if low_stock > 0 {
                         metrics::counter!("reserva_low_stock_alerts_total")
                             .increment(low_stock as u64);
+                    }
+                    if self.snapshots.due(sequence, count) {
+                        self.snapshot(aggregate_id, sequence, &next).await;
                     }
                     lane.cache.put(
                         aggregate_id,
@@ -328,12 +346,32 @@ impl CommandBus {
         A: Routed,
         A::Command: Clone + Send,
     {
-        A::lane(self)
-            .store
-            .load_aggregate(aggregate_id)
+        self.load_fresh::<A>(aggregate_id)
             .await
-            .map(|context| context.aggregate)
-            .map_err(|e| CommandError::from_aggregate(e, 1))
+            .map(|loaded| loaded.aggregate)
+    }
+
+    /// `A` `aggregate_id` from the store: its snapshot, if any, and the events after it.
+    async fn load_fresh<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<snapshots::Loaded<A>, CommandError<A::Error>> {
+        snapshots::load::<A>(&self.pool, aggregate_id, self.snapshots.every > 0)
+            .await
+            .map_err(|e| match e {
+                LoadError::Database(e) => CommandError::from_sqlx(e),
+                other => CommandError::Internal(Box::new(other)),
+            })
+    }
+
+    /// Stores `state` as `A`'s snapshot after `sequence`. Best effort: a snapshot only makes
+    /// loads faster, so failing to write one fails nothing (it is logged and counted).
+    async fn snapshot<A: Aggregate>(&self, aggregate_id: &str, sequence: usize, state: &A) {
+        if let Err(error) = snapshots::save(&self.pool, aggregate_id, sequence, state).await {
+            metrics::counter!("reserva_snapshot_failures_total", "aggregate" => A::TYPE)
+                .increment(1);
+            tracing::warn!(aggregate = A::TYPE, aggregate_id, %error, "snapshot not stored");
+        }
     }
 
     async fn position_of<A: Aggregate>(

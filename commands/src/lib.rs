@@ -19,11 +19,14 @@
 //! - [`provider_events`]: verified Stripe webhooks turned into Payment commands.
 //! - [`reconcile`]: the provider's intents compared with the Payment aggregates.
 //! - [`sagas`]: the order and booking process managers on the feed.
+//! - [`snapshots`]: the latest state of long streams, so cold loads stay short.
+//! - [`audit`]: histories, as-of states, causation traces, hash-chain verification, replay.
 //!
 //! # Rules this crate keeps
 //! Depends on `domain` and `feed`, never on HTTP or on the read side.
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod bus;
 pub mod cache;
 pub mod deadlines;
@@ -35,10 +38,12 @@ pub mod provider_events;
 pub mod reconcile;
 pub mod repository;
 pub mod sagas;
+pub mod snapshots;
 pub mod store;
 
 pub use bus::{CommandBus, Committed, RetryPolicy};
 pub use error::CommandError;
 pub use feed::{Checkpoint, FeedEvent, FeedSignal};
 pub use metadata::CommandMetadata;
+pub use snapshots::SnapshotPolicy;
 pub use store::MIGRATOR;

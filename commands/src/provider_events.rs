@@ -259,6 +259,29 @@ async fn payment_of_intent(pool: &PgPool, intent_id: &str) -> Result<Option<Uuid
     Ok(id.and_then(|id| id.parse().ok()))
 }
 
+/// The provider acts on the intent the payment's `PaymentCreated` (its first event) asked for,
+/// so its webhook's commands join that event's correlation and name it as their cause: a
+/// request's audit trace reaches the money. A payment with no first event (not yet recorded)
+/// gets a correlation of its own.
+async fn caused_by_payment(
+    pool: &PgPool,
+    payment_id: &str,
+) -> Result<CommandMetadata, sqlx::Error> {
+    let correlation: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT metadata->>'correlation_id' FROM events \
+         WHERE aggregate_type = 'payment' AND aggregate_id = $1 AND sequence = 1",
+    )
+    .bind(payment_id)
+    .fetch_optional(pool)
+    .await?;
+    let mut metadata = CommandMetadata::system("stripe");
+    if let Some(Some(correlation)) = correlation {
+        metadata.correlation_id = correlation;
+        metadata.causation_id = format!("payment/{payment_id}/1");
+    }
+    Ok(metadata)
+}
+
 async fn apply(
     bus: &CommandBus,
     payment_id: PaymentId,
@@ -307,7 +330,9 @@ async fn apply(
             }
         }
     };
-    let metadata = CommandMetadata::system("stripe");
+    let metadata = caused_by_payment(bus.pool(), &id)
+        .await
+        .map_err(CommandError::from_sqlx)?;
     match bus.execute::<Payment>(&id, command, &metadata).await {
         Ok(committed) if committed.events == 0 => Ok(Outcome::Duplicate(format!(
             "event {event_id} was already applied to payment {id}"

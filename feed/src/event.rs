@@ -44,7 +44,9 @@ pub struct FeedEvent {
     pub sequence: i64,
     /// The event's variant name.
     pub event_type: String,
-    /// The serialized domain event.
+    /// The version the payload was written under (old ones are upgraded when decoded).
+    pub event_version: String,
+    /// The serialized domain event, as it was written.
     pub payload: String,
     /// The serialized command metadata (correlation, causation, actor, request).
     pub metadata: String,
@@ -71,6 +73,7 @@ impl FeedEvent {
             payload: row.try_get(6)?,
             metadata: row.try_get(7)?,
             recorded_at: row.try_get(8)?,
+            event_version: row.try_get(9)?,
         })
     }
 }

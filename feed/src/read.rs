@@ -16,7 +16,7 @@ use crate::{Checkpoint, FeedEvent};
 macro_rules! columns {
     () => {
         "transaction_id::text::bigint, global_position, aggregate_type, aggregate_id, sequence, \
-         event_type, payload::text, metadata::text, recorded_at"
+         event_type, payload::text, metadata::text, recorded_at, event_version"
     };
 }
 const COLUMNS: &str = columns!();

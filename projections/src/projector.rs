@@ -199,14 +199,19 @@ pub(crate) fn fold<M: ReadModel>(
     events: &[FeedEvent],
 ) -> Result<(), HandlerError> {
     for event in events {
-        let decoded: <M::Aggregate as Aggregate>::Event = serde_json::from_str(&event.payload)
-            .map_err(|e| {
-                HandlerError::Rejected(format!(
-                    "event {} ({}) does not decode: {e}",
-                    event.position(),
-                    event.event_type
-                ))
-            })?;
+        let decoded: <M::Aggregate as Aggregate>::Event = domain::upcast::decode(
+            &event.aggregate_type,
+            &event.event_type,
+            &event.event_version,
+            &event.payload,
+        )
+        .map_err(|e| {
+            HandlerError::Rejected(format!(
+                "event {} ({}) does not decode: {e}",
+                event.position(),
+                event.event_type
+            ))
+        })?;
         let applied = Applied {
             position: event.position(),
             recorded_at: event.recorded_at,

@@ -17,7 +17,7 @@ use actix_web::{HttpResponse, web};
 use commands::bus::Routed;
 use commands::{CommandError, Committed};
 use domain::booking::{Booking, BookingCommand, BookingError};
-use domain::order::{Order, OrderCommand, OrderError};
+use domain::order::{Canceller, Order, OrderCommand, OrderError};
 use domain::{CustomerId, DomainError, Sku};
 use serde::{Deserialize, Serialize};
 
@@ -94,8 +94,8 @@ where
     const COLLECTION: &'static str;
     /// Its customer, once placed.
     fn owner(&self) -> Option<CustomerId>;
-    /// The command that cancels it.
-    fn cancel(reason: String) -> Self::Command;
+    /// The command that cancels it; `by_staff` when an administrator asked.
+    fn cancel(reason: String, by_staff: bool) -> Self::Command;
     /// The refusal an unknown one gets (and someone else's, so ids cannot be probed).
     fn not_found() -> Self::Error;
 }
@@ -105,8 +105,13 @@ impl Cancellable for Order {
     fn owner(&self) -> Option<CustomerId> {
         self.customer_id()
     }
-    fn cancel(reason: String) -> OrderCommand {
-        OrderCommand::Cancel { reason }
+    fn cancel(reason: String, by_staff: bool) -> OrderCommand {
+        let by = if by_staff {
+            Canceller::Admin
+        } else {
+            Canceller::Customer
+        };
+        OrderCommand::Cancel { reason, by }
     }
     fn not_found() -> OrderError {
         OrderError::NotFound
@@ -118,7 +123,7 @@ impl Cancellable for Booking {
     fn owner(&self) -> Option<CustomerId> {
         self.customer_id()
     }
-    fn cancel(reason: String) -> BookingCommand {
+    fn cancel(reason: String, _by_staff: bool) -> BookingCommand {
         BookingCommand::Cancel { reason }
     }
     fn not_found() -> BookingError {
@@ -149,7 +154,11 @@ where
     }
     let committed = state
         .bus
-        .execute::<A>(&id, A::cancel(reason), &ctx.metadata())
+        .execute::<A>(
+            &id,
+            A::cancel(reason, ctx.access.sees_everything()),
+            &ctx.metadata(),
+        )
         .await?;
     Ok(accepted_command(
         &id,

@@ -264,7 +264,13 @@ fn parse_id(event: &FeedEvent) -> Result<Uuid, HandlerError> {
 }
 
 fn decode<E: serde::de::DeserializeOwned>(event: &FeedEvent) -> Result<E, HandlerError> {
-    serde_json::from_str(&event.payload).map_err(|e| {
+    domain::upcast::decode(
+        &event.aggregate_type,
+        &event.event_type,
+        &event.event_version,
+        &event.payload,
+    )
+    .map_err(|e| {
         HandlerError::Rejected(format!(
             "{} {} does not decode: {e}",
             event.aggregate_type, event.event_type

@@ -1,6 +1,6 @@
 //! The order flow: a basket of SKUs.
 
-use domain::order::{Order, OrderCommand, OrderEvent, OrderStatus};
+use domain::order::{Canceller, Order, OrderCommand, OrderEvent, OrderStatus};
 use domain::{OrderId, Owner};
 use uuid::Uuid;
 
@@ -64,7 +64,10 @@ impl Flow for OrderSaga {
             OwnerStep::PaymentRequested(payment_id) => OrderCommand::RequestPayment { payment_id },
             OwnerStep::Paid(payment_id) => OrderCommand::Complete { payment_id },
             OwnerStep::PaymentFailed(reason) => OrderCommand::FailPayment { reason },
-            OwnerStep::Cancel(reason) => OrderCommand::Cancel { reason },
+            OwnerStep::Cancel(reason) => OrderCommand::Cancel {
+                reason,
+                by: Canceller::System,
+            },
             OwnerStep::Refunded(payment_id, amount) => {
                 OrderCommand::MarkRefunded { payment_id, amount }
             }

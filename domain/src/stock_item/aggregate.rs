@@ -222,7 +222,11 @@ impl StockItem {
         reservation_id: ReservationId,
     ) -> Result<Vec<StockItemEvent>, StockItemError> {
         self.require_registered()?;
-        match self.closed.get(&reservation_id).map(|e| (e.how, e.quantity)) {
+        match self
+            .closed
+            .get(&reservation_id)
+            .map(|e| (e.how, e.quantity))
+        {
             Some((Closed::Returned, _)) => Ok(Vec::new()),
             Some((Closed::Committed, quantity)) => {
                 let on_hand = self

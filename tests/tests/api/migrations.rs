@@ -25,6 +25,9 @@ async fn migrations_apply_revert_and_apply_again() {
     assert_eq!(
         applied,
         [
+            "aggregate_snapshots",
+            "audit_checkpoint_heads",
+            "audit_checkpoints",
             "dead_letters",
             "events",
             "idempotency_keys",
@@ -51,7 +54,7 @@ async fn migrations_apply_revert_and_apply_again() {
     .fetch_all(&pool)
     .await
     .unwrap();
-    for column in ["global_position", "transaction_id", "recorded_at"] {
+    for column in ["global_position", "transaction_id", "recorded_at", "hash"] {
         assert!(columns.iter().any(|c| c == column), "{column} missing");
     }
 }

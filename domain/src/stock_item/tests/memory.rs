@@ -48,7 +48,10 @@ fn a_late_retry_of_a_forgotten_reserve_is_still_a_no_op() {
         .unwrap();
 
     assert!(item.reservations().is_empty());
-    assert!(events.is_empty(), "re-reserved a forgotten hold: {events:?}");
+    assert!(
+        events.is_empty(),
+        "re-reserved a forgotten hold: {events:?}"
+    );
 }
 
 #[test]

@@ -139,6 +139,7 @@ async fn the_deadlines_are_those_of_the_open_orders_as_their_sagas_keep_them() {
     // Act
     let cancel = OrderCommand::Cancel {
         reason: "no".to_owned(),
+        by: domain::order::Canceller::Customer,
     };
     app.bus
         .execute::<Order>(&cancelled, cancel, &meta())

@@ -19,6 +19,7 @@ async fn an_order_that_ended_before_its_deadline_is_not_expired() {
     for id in [&cancelled, &lagging] {
         let cancel = OrderCommand::Cancel {
             reason: "changed my mind".to_owned(),
+            by: domain::order::Canceller::Customer,
         };
         bare.bus
             .execute::<Order>(id, cancel, &meta())

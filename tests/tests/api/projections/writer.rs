@@ -227,6 +227,7 @@ impl Writer {
         self.run::<Order>(&id.to_string(), place).await;
         let cancel = OrderCommand::Cancel {
             reason: "changed my mind".into(),
+            by: domain::order::Canceller::Customer,
         };
         self.run::<Order>(&id.to_string(), cancel).await;
         let restock = StockItemCommand::Restock {

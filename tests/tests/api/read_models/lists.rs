@@ -88,6 +88,7 @@ async fn orders_can_be_filtered_by_status() {
     }
     let cancel = OrderCommand::Cancel {
         reason: "changed my mind".into(),
+        by: domain::order::Canceller::Customer,
     };
     order_command(&app, orders[4], cancel).await;
     let head = app.head().await;

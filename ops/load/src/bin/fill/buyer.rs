@@ -1,7 +1,7 @@
 //! The order or booking behind a purchase, and the status moves its saga asks of it.
 
 use domain::booking::{Booking, BookingCommand};
-use domain::order::{Order, OrderCommand, OrderItem};
+use domain::order::{Canceller, Order, OrderCommand, OrderItem};
 use domain::{CustomerId, PaymentId, Sku};
 
 use crate::record::{Recorder, Tracked};
@@ -70,6 +70,7 @@ impl Buyer {
                     },
                     Move::Cancel => OrderCommand::Cancel {
                         reason: "customer cancelled".to_owned(),
+                        by: Canceller::Customer,
                     },
                     Move::Expire => OrderCommand::Expire,
                     Move::FailStock(sku, reason) => OrderCommand::FailStock { sku, reason },
