@@ -56,6 +56,31 @@ pub enum Command {
     /// Events a projection could not handle.
     #[command(subcommand)]
     DeadLetters(DeadLetters),
+    /// What happened to an aggregate, its state at any moment, what one request caused, and
+    /// whether anyone rewrote the store.
+    #[command(subcommand)]
+    Audit(Audit),
+    /// Loads aggregates from their events with today's code and reports every event it
+    /// cannot decode or apply and every stored snapshot that differs: run it before deploying
+    /// a domain change. Exits 0 when clean, 1 on any problem, 2 when it could not check.
+    Replay {
+        /// The aggregate type (order, booking, stock_item, payment).
+        #[arg(
+            required_unless_present = "all",
+            conflicts_with = "all",
+            requires = "id"
+        )]
+        aggregate_type: Option<String>,
+        /// The aggregate's id.
+        id: Option<String>,
+        /// Every aggregate in the store.
+        #[arg(long)]
+        all: bool,
+        /// With --all: only report (without it, snapshots that differ are also deleted, so
+        /// the next load folds the events and writes a right one).
+        #[arg(long, requires = "all")]
+        dry_run: bool,
+    },
     /// Compares the payment provider's intents with Reserva's payments and prints every
     /// discrepancy. Exits 0 when they agree, 1 when they do not, 2 when it could not check.
     Reconcile,
@@ -133,6 +158,53 @@ pub enum Projections {
         #[arg(long)]
         repair: bool,
     },
+}
+
+/// `reserva audit …`.
+#[derive(Debug, Subcommand)]
+pub enum Audit {
+    /// Every event of one aggregate: position, time, type, version, payload and metadata.
+    Stream {
+        /// The aggregate type (order, booking, stock_item, payment).
+        aggregate_type: String,
+        /// The aggregate's id.
+        id: String,
+        /// How to print.
+        #[arg(long, value_enum, default_value_t)]
+        format: crate::audit::Format,
+    },
+    /// The aggregate's state as it was at a time or a global position, replayed with
+    /// today's code.
+    AsOf {
+        /// The aggregate type (order, booking, stock_item, payment).
+        aggregate_type: String,
+        /// The aggregate's id.
+        id: String,
+        /// An RFC 3339 time (2026-12-01T10:00:00Z) or a global position (12345).
+        #[arg(long, value_parser = crate::audit::parse_as_of)]
+        at: commands::audit::history::AsOf,
+    },
+    /// Every event in every aggregate one request caused, as a causation tree (request →
+    /// order events → saga commands → stock and payment events → provider webhooks).
+    Trace {
+        /// The request's correlation id (its `X-Correlation-ID`).
+        correlation_id: String,
+        /// How to print.
+        #[arg(long, value_enum, default_value_t)]
+        format: crate::audit::Format,
+    },
+    /// Checks every event's hash chain and every signed checkpoint, and reports each
+    /// modified, deleted, reordered or inserted event. Exits 0 when the store is as it was
+    /// written, 1 on any finding, 2 when it could not check.
+    Verify {
+        /// Only the chains of aggregates with an event at or after this global position
+        /// (checkpoints are always all checked).
+        #[arg(long, default_value_t = 0)]
+        since: i64,
+    },
+    /// Signs a checkpoint of the chain heads now (the service also does, every
+    /// RESERVA_AUDIT__CHECKPOINT_INTERVAL_SECS); needs RESERVA_AUDIT__KEY.
+    Sign,
 }
 
 /// `reserva dead-letters …`.

@@ -1,5 +1,6 @@
 //! Typed settings, read once from the environment with defaults in code.
 
+use commands::audit::AuditKey;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::path::PathBuf;
@@ -59,6 +60,52 @@ pub struct Settings {
     /// every projection against the event store (`reserva projections verify`), exporting
     /// `reserva_projection_verify_differences`. One instance at a time does it.
     pub verify_interval: Option<Duration>,
+    /// Signed checkpoints of the event store's hash chains; `None` (no `RESERVA_AUDIT__KEY`)
+    /// signs none, and `audit verify` then checks the chains but not the signatures.
+    pub audit: Option<AuditSettings>,
+    /// `RESERVA_SNAPSHOTS__EVERY` (default `500`, `0` off): a snapshot of an aggregate each
+    /// time its stream grows by this many events, so a best-seller's cold load stays short.
+    pub snapshot_every: usize,
+}
+
+/// Where the audit key comes from, and how often checkpoints are signed.
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    /// `RESERVA_AUDIT__KEY`: the HMAC key checkpoints are signed with (at least 32 bytes).
+    /// It lives in the service's environment only — never in the database it vouches for.
+    pub key: AuditKey,
+    /// `RESERVA_AUDIT__CHECKPOINT_INTERVAL_SECS` (default `300`): how often one is signed.
+    pub checkpoint_interval: Duration,
+}
+
+impl AuditSettings {
+    /// `RESERVA_AUDIT__KEY` and its interval: `None` when the key is unset or empty.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when the key is shorter than 32 bytes or the interval does not parse.
+    pub fn from_env() -> Result<Option<Self>, ConfigError> {
+        let key = match std::env::var("RESERVA_AUDIT__KEY") {
+            Ok(key) if !key.is_empty() => key,
+            _ => return Ok(None),
+        };
+        if key.len() < MIN_JWT_SECRET_BYTES {
+            return Err(ConfigError {
+                variable: "RESERVA_AUDIT__KEY",
+                message: format!(
+                    "must be at least {MIN_JWT_SECRET_BYTES} bytes, got {}",
+                    key.len()
+                ),
+            });
+        }
+        Ok(Some(Self {
+            key: AuditKey::new(key),
+            checkpoint_interval: Duration::from_secs(var(
+                "RESERVA_AUDIT__CHECKPOINT_INTERVAL_SECS",
+                300,
+            )?)
+            .max(Duration::from_secs(1)),
+        }))
+    }
 }
 
 /// How many requests one client (token subject, else IP) may make per one-minute window.
@@ -244,6 +291,8 @@ impl Settings {
                 0,
             )?))
             .filter(|interval| !interval.is_zero()),
+            audit: AuditSettings::from_env()?,
+            snapshot_every: var("RESERVA_SNAPSHOTS__EVERY", 500)?,
         })
     }
 }

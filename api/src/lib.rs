@@ -14,12 +14,16 @@
 //! - [`operate`]: the operator subcommands (rebuild, projections and their verify, dead
 //!   letters); [`rebuilds`]: rebuilds started over HTTP; [`verifier`]: the periodic verify;
 //!   [`seed`]: demo data.
+//! - [`audit`]: the `audit` and `replay` subcommands; [`checkpointer`]: the periodic signing of
+//!   audit checkpoints.
 //!
 //! # Rules this crate keeps
 //! The only crate that knows HTTP; everything below it is reached through `commands`.
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod auth;
+pub mod checkpointer;
 pub mod cli;
 pub mod configuration;
 pub mod correlation;

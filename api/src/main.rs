@@ -4,10 +4,10 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use api::cli::{self, Cli, Command, DeadLetters, Projections};
+use api::cli::{self, Audit, Cli, Command, DeadLetters, Projections};
 use api::configuration::Settings;
 use api::startup::Application;
-use api::{database, operate, seed, telemetry};
+use api::{audit, database, operate, seed, telemetry};
 use clap::Parser;
 use feed::dead_letters::Action;
 
@@ -18,6 +18,8 @@ async fn main() -> ExitCode {
     // `reconcile` answers 1 for "discrepancies found", so its failures need a code of their own.
     let failure = match cli.command {
         Command::Reconcile
+        | Command::Replay { .. }
+        | Command::Audit(Audit::Verify { .. })
         | Command::Projections {
             command: Some(Projections::Verify { .. }),
         } => cli::EXIT_ERROR,
@@ -82,6 +84,46 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     operate::request_dead_letter(&db.pool, id, Action::Skip).await
                 }
             }
+        }
+        Command::Audit(command) => {
+            migrated(&db).await?;
+            let mut out = std::io::stdout();
+            match command {
+                Audit::Stream {
+                    aggregate_type,
+                    id,
+                    format,
+                } => audit::stream(&db.pool, &aggregate_type, &id, format, &mut out).await,
+                Audit::AsOf {
+                    aggregate_type,
+                    id,
+                    at,
+                } => audit::as_of(&db.pool, &aggregate_type, &id, at, &mut out).await,
+                Audit::Trace {
+                    correlation_id,
+                    format,
+                } => audit::trace(&db.pool, &correlation_id, format, &mut out).await,
+                Audit::Verify { since } => {
+                    audit::verify(&db.pool, since, settings.audit.as_ref(), &mut out)
+                        .await
+                        .map(|verified| {
+                            code = ExitCode::from(u8::from(!verified.is_clean()));
+                        })
+                }
+                Audit::Sign => audit::sign(&db.pool, settings.audit.as_ref(), &mut out).await,
+            }
+        }
+        Command::Replay {
+            aggregate_type,
+            id,
+            all: _,
+            dry_run,
+        } => {
+            migrated(&db).await?;
+            let one = aggregate_type.as_deref().zip(id.as_deref());
+            audit::replay(&db.pool, one, dry_run, &mut std::io::stdout())
+                .await
+                .map(|replayed| code = ExitCode::from(u8::from(!replayed.is_clean())))
         }
         Command::Token { .. } => Ok(()),
         Command::Reconcile => {

@@ -22,9 +22,14 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::problem::{FieldError, Problem};
 use crate::routes::{
-    CancelBody, CommandAccepted, admin, bookings, health, orders, payments, stock_items, webhooks,
+    CancelBody, CommandAccepted, admin, audit, bookings, health, orders, payments, stock_items,
+    webhooks,
 };
 use crate::verifier::LastVerify;
+use crate::views::audit::{
+    AuditEventView, AuditStreamView, HistoryView, StateView, StatusChangeView, TraceNodeView,
+    TraceRootView, TraceView,
+};
 use crate::views::operations::{
     DeadLetterView, ProjectionEntry, RebuildPhase, RebuildStarted, RebuildState, SagaStep,
     SagaView, VerifyColumn, VerifyDifference, VerifyReport,
@@ -57,10 +62,12 @@ static DOCUMENT: LazyLock<Document> = LazyLock::new(ApiDoc::openapi);
         orders::list_orders,
         orders::get_order,
         orders::cancel_order,
+        audit::order_history,
         bookings::place_booking,
         bookings::list_bookings,
         bookings::get_booking,
         bookings::cancel_booking,
+        audit::booking_history,
         payments::get_payment,
         admin::list_projections,
         admin::rebuild_projection,
@@ -69,6 +76,8 @@ static DOCUMENT: LazyLock<Document> = LazyLock::new(ApiDoc::openapi);
         admin::retry_dead_letter,
         admin::skip_dead_letter,
         admin::get_saga,
+        audit::aggregate_events,
+        audit::trace,
         admin::metrics,
         webhooks::stripe,
         health::live,
@@ -108,6 +117,14 @@ static DOCUMENT: LazyLock<Document> = LazyLock::new(ApiDoc::openapi);
         SagaStep,
         webhooks::WebhookReceipt,
         health::HealthStatus,
+        AuditEventView,
+        AuditStreamView,
+        StateView,
+        TraceView,
+        TraceRootView,
+        TraceNodeView,
+        HistoryView,
+        StatusChangeView,
     )),
     modifiers(&ProblemResponses),
     tags(
@@ -116,6 +133,7 @@ static DOCUMENT: LazyLock<Document> = LazyLock::new(ApiDoc::openapi);
         (name = "bookings", description = "Guests on a time slot"),
         (name = "payments", description = "Payments and the Stripe webhook"),
         (name = "admin", description = "Operations: projections, dead letters, sagas"),
+        (name = "audit", description = "What happened, when, and what one request caused"),
         (name = "platform", description = "Health probes and metrics"),
     )
 )]

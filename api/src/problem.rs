@@ -4,6 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpResponse, ResponseError};
 use commands::CommandError;
+use commands::audit::history::ReplayError;
 use domain::{DomainError, RejectionKind};
 use projections::queries::QueryError;
 use projections::rebuild::RebuildError;
@@ -357,6 +358,21 @@ impl From<VerifyError> for ApiError {
             // The store holds an event today's code cannot fold: nothing to compare against.
             VerifyError::Fold { .. } => Self::conflict("verify_failed", error.to_string()),
             VerifyError::Database(error) => error.into(),
+        }
+    }
+}
+
+impl From<ReplayError> for ApiError {
+    fn from(error: ReplayError) -> Self {
+        match error {
+            ReplayError::UnknownType(_) => {
+                Self::not_found("aggregate_type_not_found", error.to_string())
+            }
+            // The store holds an event today's code cannot read: `reserva replay` says which.
+            ReplayError::Undecodable { .. } => {
+                Self::conflict("undecodable_event", error.to_string())
+            }
+            ReplayError::Database(error) => error.into(),
         }
     }
 }

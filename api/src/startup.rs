@@ -4,10 +4,10 @@
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
-use commands::CommandBus;
 use commands::payment_gateway::{
     PaymentGateway, ResiliencePolicy, Resilient, SimulatedGateway, StripeGateway,
 };
+use commands::{CommandBus, SnapshotPolicy};
 use sqlx::PgPool;
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -59,7 +59,9 @@ impl Application {
     pub fn build(settings: &Settings, pool: PgPool) -> std::io::Result<Self> {
         let listener = TcpListener::bind((settings.http_host.as_str(), settings.http_port))?;
         let port = listener.local_addr()?.port();
-        let bus = CommandBus::new(pool.clone());
+        let bus = CommandBus::new(pool.clone()).with_snapshots(SnapshotPolicy {
+            every: settings.snapshot_every,
+        });
         let gateway = if settings.sagas {
             Some(payment_gateway(settings, port)?)
         } else {

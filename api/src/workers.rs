@@ -22,6 +22,7 @@ use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::checkpointer;
 use crate::configuration::Settings;
 use crate::verifier::{self, Verifications};
 
@@ -109,6 +110,10 @@ impl Workers {
         if let Some(every) = settings.verify_interval {
             let (pool, verifications) = (pool.clone(), verifications.clone());
             own.spawn(|stop| verifier::run(pool, every, verifications, stop));
+        }
+        if let Some(audit) = &settings.audit {
+            let (pool, key, every) = (pool.clone(), audit.key.clone(), audit.checkpoint_interval);
+            own.spawn(|stop| checkpointer::run(pool, key, every, stop));
         }
         for task in relay::spawn(pool.clone(), signal.clone(), &own.stop, &own.tracker) {
             own.hold(task);

@@ -88,6 +88,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         http_shutdown_timeout: std::time::Duration::from_secs(30),
         ready_max_lag_events: 10_000,
         verify_interval: None,
+        audit: None,
+        snapshot_every: 500,
     };
     configure(&mut settings);
     start(settings, std::sync::Arc::new(database)).await

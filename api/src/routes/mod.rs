@@ -1,6 +1,7 @@
 //! The HTTP surface: `/api/v1` commands and queries, health probes, the OpenAPI document.
 
 pub mod admin;
+pub mod audit;
 pub mod bookings;
 pub mod health;
 pub mod orders;

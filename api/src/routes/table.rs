@@ -10,7 +10,7 @@
 use actix_web::middleware::from_fn;
 use actix_web::web;
 
-use super::{admin, bookings, health, orders, payments, resource, stock_items, webhooks};
+use super::{admin, audit, bookings, health, orders, payments, resource, stock_items, webhooks};
 use crate::auth::guard;
 use crate::configuration::RateLimits;
 use crate::idempotency;
@@ -130,6 +130,7 @@ fn api(guards: &Guards) -> impl actix_web::dev::HttpServiceFactory + use<> {
                     .get(orders::list_orders),
             )
             .service(resource("/orders/{id}").get(orders::get_order))
+            .service(resource("/orders/{id}/history").get(audit::order_history))
             .service(resource("/orders/{id}/cancel").post(orders::cancel_order))
             .service(
                 resource("/bookings")
@@ -141,6 +142,7 @@ fn api(guards: &Guards) -> impl actix_web::dev::HttpServiceFactory + use<> {
                     .get(bookings::list_bookings),
             )
             .service(resource("/bookings/{id}").get(bookings::get_booking))
+            .service(resource("/bookings/{id}/history").get(audit::booking_history))
             .service(resource("/bookings/{id}/cancel").post(bookings::cancel_booking))
             .service(resource("/payments/{id}").get(payments::get_payment)),
         guards
@@ -157,7 +159,10 @@ fn admin_scope(guards: &Guards) -> impl actix_web::dev::HttpServiceFactory + use
             .service(resource("/dead-letters").get(admin::list_dead_letters))
             .service(resource("/dead-letters/{id}/retry").post(admin::retry_dead_letter))
             .service(resource("/dead-letters/{id}/skip").post(admin::skip_dead_letter))
-            .service(resource("/sagas/{id}").get(admin::get_saga)),
+            .service(resource("/sagas/{id}").get(admin::get_saga))
+            // Before `/audit/{type}/{id}`, which would take `traces` for a type.
+            .service(resource("/audit/traces/{id}").get(audit::trace))
+            .service(resource("/audit/{type}/{id}").get(audit::aggregate_events)),
         guards
     )
 }

@@ -4,6 +4,8 @@
 //! # Layout
 //! - [`read`]: `/api/v1` views of orders, bookings, stock items and payments, and pages.
 //! - [`operations`]: `/admin` answers.
+//! - [`audit`]: histories, as-of states and causation traces.
 
+pub mod audit;
 pub mod operations;
 pub mod read;

@@ -55,12 +55,37 @@ pub async fn stream(
     limit: i64,
     offset: i64,
 ) -> Result<Vec<AuditEvent>, sqlx::Error> {
+    stream_until(pool, aggregate_type, aggregate_id, None, limit, offset).await
+}
+
+/// Events `offset..offset + limit` of one aggregate recorded by `until` (all with `None`),
+/// in sequence order.
+///
+/// # Errors
+/// Any database error.
+pub async fn stream_until(
+    pool: &PgPool,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    until: Option<AsOf>,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<AuditEvent>, sqlx::Error> {
+    let (time, position) = match until {
+        Some(AsOf::Time(time)) => (Some(time), None),
+        Some(AsOf::Position(position)) => (None, Some(position)),
+        None => (None, None),
+    };
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 \
-         ORDER BY sequence LIMIT $3 OFFSET $4"
+           AND ($3::timestamptz IS NULL OR recorded_at <= $3) \
+           AND ($4::bigint IS NULL OR global_position <= $4) \
+         ORDER BY sequence LIMIT $5 OFFSET $6"
     ))
     .bind(aggregate_type)
     .bind(aggregate_id)
+    .bind(time)
+    .bind(position)
     .bind(limit)
     .bind(offset)
     .fetch_all(pool)
@@ -123,22 +148,7 @@ pub async fn as_of(
     aggregate_id: &str,
     at: AsOf,
 ) -> Result<Option<StateAt>, ReplayError> {
-    let (time, position) = match at {
-        AsOf::Time(time) => (Some(time), None),
-        AsOf::Position(position) => (None, Some(position)),
-    };
-    let events: Vec<AuditEvent> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 \
-           AND ($3::timestamptz IS NULL OR recorded_at <= $3) \
-           AND ($4::bigint IS NULL OR global_position <= $4) \
-         ORDER BY sequence"
-    ))
-    .bind(aggregate_type)
-    .bind(aggregate_id)
-    .bind(time)
-    .bind(position)
-    .fetch_all(pool)
-    .await?;
+    let events = stream_until(pool, aggregate_type, aggregate_id, Some(at), i64::MAX, 0).await?;
     let Some(last) = events.last() else {
         return Ok(None);
     };

@@ -6,7 +6,7 @@ use tests::{TestApp, eventually, spawn_app};
 use uuid::Uuid;
 
 /// Every route `api::routes::configure` registers, as (method, path template).
-const ROUTES: [(&str, &str); 24] = [
+const ROUTES: [(&str, &str); 28] = [
     ("post", "/api/v1/stock-items"),
     ("get", "/api/v1/stock-items"),
     ("get", "/api/v1/stock-items/{sku}"),
@@ -15,10 +15,12 @@ const ROUTES: [(&str, &str); 24] = [
     ("get", "/api/v1/orders"),
     ("get", "/api/v1/orders/{id}"),
     ("post", "/api/v1/orders/{id}/cancel"),
+    ("get", "/api/v1/orders/{id}/history"),
     ("post", "/api/v1/bookings"),
     ("get", "/api/v1/bookings"),
     ("get", "/api/v1/bookings/{id}"),
     ("post", "/api/v1/bookings/{id}/cancel"),
+    ("get", "/api/v1/bookings/{id}/history"),
     ("get", "/api/v1/payments/{id}"),
     ("get", "/admin/projections"),
     ("post", "/admin/projections/{name}/rebuild"),
@@ -27,6 +29,8 @@ const ROUTES: [(&str, &str); 24] = [
     ("post", "/admin/dead-letters/{id}/retry"),
     ("post", "/admin/dead-letters/{id}/skip"),
     ("get", "/admin/sagas/{id}"),
+    ("get", "/admin/audit/traces/{id}"),
+    ("get", "/admin/audit/{type}/{id}"),
     ("get", "/metrics"),
     ("post", "/webhooks/stripe"),
     ("get", "/health/live"),
@@ -250,6 +254,10 @@ async fn real_answers_match_their_documented_schemas() {
         )
         .await;
     assert_eq!(placed.status(), 202);
+    let correlation = placed.headers()["x-correlation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let accepted: Value = placed.json().await.unwrap();
     let schema = response_schema(&doc, "post", "/api/v1/orders", "202", "application/json");
     conforms(&doc, schema, &accepted, "$").unwrap();
@@ -321,6 +329,21 @@ async fn real_answers_match_their_documented_schemas() {
             format!("/api/v1/payments/{payment_id}"),
         ),
         ("get", "/admin/sagas/{id}", format!("/admin/sagas/{id}")),
+        (
+            "get",
+            "/api/v1/orders/{id}/history",
+            format!("/api/v1/orders/{id}/history"),
+        ),
+        (
+            "get",
+            "/admin/audit/{type}/{id}",
+            format!("/admin/audit/order/{id}?as_of=2"),
+        ),
+        (
+            "get",
+            "/admin/audit/traces/{id}",
+            format!("/admin/audit/traces/{correlation}"),
+        ),
         (
             "get",
             "/admin/projections/{name}/verify",
