@@ -261,12 +261,13 @@ async fn payment_of_intent(pool: &PgPool, intent_id: &str) -> Result<Option<Uuid
 
 /// The provider acts on the intent the payment's `PaymentCreated` (its first event) asked for,
 /// so its webhook's commands join that event's correlation and name it as their cause: a
-/// request's audit trace reaches the money. A payment with no first event (not yet recorded)
-/// gets a correlation of its own.
+/// request's audit trace reaches the money. `None` while the payment is not recorded yet (the
+/// provider can answer before the saga's append commits); the webhook is then refused as
+/// not-yet-recorded and redelivered, so it is never filed under a correlation of its own.
 async fn caused_by_payment(
     pool: &PgPool,
     payment_id: &str,
-) -> Result<CommandMetadata, sqlx::Error> {
+) -> Result<Option<CommandMetadata>, sqlx::Error> {
     let correlation: Option<Option<String>> = sqlx::query_scalar(
         "SELECT metadata->>'correlation_id' FROM events \
          WHERE aggregate_type = 'payment' AND aggregate_id = $1 AND sequence = 1",
@@ -274,12 +275,14 @@ async fn caused_by_payment(
     .bind(payment_id)
     .fetch_optional(pool)
     .await?;
-    let mut metadata = CommandMetadata::system("stripe");
-    if let Some(Some(correlation)) = correlation {
-        metadata.correlation_id = correlation;
+    Ok(correlation.map(|correlation| {
+        let mut metadata = CommandMetadata::system("stripe");
+        if let Some(correlation) = correlation {
+            metadata.correlation_id = correlation;
+        }
         metadata.causation_id = format!("payment/{payment_id}/1");
-    }
-    Ok(metadata)
+        metadata
+    }))
 }
 
 async fn apply(
@@ -330,9 +333,12 @@ async fn apply(
             }
         }
     };
-    let metadata = caused_by_payment(bus.pool(), &id)
+    let Some(metadata) = caused_by_payment(bus.pool(), &id)
         .await
-        .map_err(CommandError::from_sqlx)?;
+        .map_err(CommandError::from_sqlx)?
+    else {
+        return Err(CommandError::Rejected(PaymentError::NotFound));
+    };
     match bus.execute::<Payment>(&id, command, &metadata).await {
         Ok(committed) if committed.events == 0 => Ok(Outcome::Duplicate(format!(
             "event {event_id} was already applied to payment {id}"
