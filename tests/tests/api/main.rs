@@ -1,5 +1,6 @@
 //! One test binary for every integration test (one link, parallel tests, one database each).
 
+mod audit;
 mod audit_http;
 mod auth;
 mod bad_input;
