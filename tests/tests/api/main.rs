@@ -5,6 +5,7 @@ mod audit_http;
 mod auth;
 mod bad_input;
 mod cancel;
+mod chain_migration;
 mod concurrency;
 mod consistency;
 mod crash;
