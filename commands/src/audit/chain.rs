@@ -4,11 +4,13 @@
 //! here the content is rendered again from the columns as they are now and the chain is
 //! recomputed in Rust, aggregate by aggregate in sequence order. Each event is checked against
 //! its *stored* predecessor, so one edited event is reported once, not with every event after
-//! it.
+//! it. Aggregate types are walked side by side, each on a connection of its own: a chain never
+//! leaves its type, and one walk keeps a database core and a hashing core only half busy.
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
-use sqlx::PgConnection;
+use sqlx::PgPool;
+use std::cell::{Cell, RefCell};
 
 use super::{Finding, FindingKind};
 
@@ -47,30 +49,79 @@ struct Current {
     at: (i64, i64),
 }
 
+/// Aggregate types walked at once.
+const SIDE_BY_SIDE: usize = 4;
+
+/// Every aggregate type in the store, from the primary key (a loose index scan: one probe
+/// per type, not a scan of the table).
+const TYPES: &str = "WITH RECURSIVE t AS ( \
+        (SELECT aggregate_type FROM events ORDER BY aggregate_type LIMIT 1) \
+        UNION ALL \
+        SELECT (SELECT e.aggregate_type FROM events e WHERE e.aggregate_type > t.aggregate_type \
+                ORDER BY e.aggregate_type LIMIT 1) \
+        FROM t WHERE t.aggregate_type IS NOT NULL) \
+    SELECT aggregate_type FROM t WHERE aggregate_type IS NOT NULL";
+
 /// Walks every chain of aggregates with an event at or after `since` (every chain with 0),
 /// calling `progress` with the events checked so far; returns the findings and the count.
 ///
 /// # Errors
 /// Any database error.
 pub(crate) async fn walk(
-    conn: &mut PgConnection,
+    pool: &PgPool,
     since: i64,
-    mut progress: impl FnMut(u64),
+    progress: impl FnMut(u64),
 ) -> Result<(Vec<Finding>, u64), sqlx::Error> {
+    let types: Vec<String> = sqlx::query_scalar(TYPES).fetch_all(pool).await?;
+    // The walks are polled together on this task, so plain cells share the count.
+    let checked = Cell::new(0);
+    let progress = RefCell::new(progress);
+    let walks = types
+        .iter()
+        .map(|t| walk_type(pool, since, t, &checked, &progress));
+    let found: Vec<Vec<Finding>> = futures::stream::iter(walks)
+        .buffer_unordered(SIDE_BY_SIDE)
+        .try_collect()
+        .await?;
+    (progress.borrow_mut())(checked.get());
+    let mut findings: Vec<Finding> = found.into_iter().flatten().collect();
+    // In chain order whichever walk ended first.
+    findings.sort_by(|a, b| {
+        (&a.aggregate_type, &a.aggregate_id, a.sequence).cmp(&(
+            &b.aggregate_type,
+            &b.aggregate_id,
+            b.sequence,
+        ))
+    });
+    Ok((findings, checked.get()))
+}
+
+/// Walks the chains of one aggregate type.
+async fn walk_type(
+    pool: &PgPool,
+    since: i64,
+    aggregate_type: &str,
+    checked: &Cell<u64>,
+    progress: &RefCell<impl FnMut(u64)>,
+) -> Result<Vec<Finding>, sqlx::Error> {
     let sql = format!(
         "SELECT aggregate_type, aggregate_id, sequence, global_position, \
                 transaction_id::text::bigint AS transaction_id, {CONTENT} AS content, hash \
          FROM events \
-         WHERE $1 = 0 OR (aggregate_type, aggregate_id) IN ( \
-             SELECT aggregate_type, aggregate_id FROM events WHERE global_position >= $1) \
+         WHERE aggregate_type = $2 AND ($1 = 0 OR aggregate_id IN ( \
+             SELECT aggregate_id FROM events \
+             WHERE global_position >= $1 AND aggregate_type = $2)) \
          ORDER BY aggregate_type, aggregate_id, sequence"
     );
-    let mut rows = sqlx::query_as::<_, Link>(&sql).bind(since).fetch(conn);
+    let mut conn = feed::locks::streaming_connection(pool, "audit verify").await?;
+    let mut rows = sqlx::query_as::<_, Link>(&sql)
+        .bind(since)
+        .bind(aggregate_type)
+        .fetch(&mut conn);
     let mut findings = Vec::new();
     let mut current: Option<Current> = None;
-    let mut checked: u64 = 0;
     while let Some(link) = rows.try_next().await? {
-        checked += 1;
+        checked.set(checked.get() + 1);
         let same = current.as_ref().is_some_and(|c| {
             c.aggregate_type == link.aggregate_type && c.aggregate_id == link.aggregate_id
         });
@@ -83,12 +134,11 @@ pub(crate) async fn walk(
             hash: link.hash,
             at: (link.transaction_id, link.global_position),
         });
-        if checked.is_multiple_of(10_000) {
-            progress(checked);
+        if checked.get().is_multiple_of(10_000) {
+            (progress.borrow_mut())(checked.get());
         }
     }
-    progress(checked);
-    Ok((findings, checked))
+    Ok(findings)
 }
 
 /// Checks one event against its stored predecessor (`None` at an aggregate's first).

@@ -11,6 +11,7 @@ use domain::stock_item::StockItem;
 use futures::TryStreamExt;
 use serde::Serialize;
 use serde_json::Value;
+use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -150,6 +151,126 @@ struct Current {
     broken: bool,
 }
 
+/// The replay's state between rows: the snapshots still to compare, the aggregate being
+/// folded, and what was found so far.
+struct Walk {
+    snapshots: HashMap<Key, (i64, Value)>,
+    current: Option<Current>,
+    differing: Vec<Key>,
+    report: Replayed,
+}
+
+impl Walk {
+    fn new(snapshots: HashMap<Key, (i64, Value)>) -> Self {
+        Self {
+            snapshots,
+            current: None,
+            differing: Vec::new(),
+            report: Replayed {
+                aggregates: 0,
+                events: 0,
+                snapshots: 0,
+                snapshots_dropped: 0,
+                problems: Vec::new(),
+                elapsed: Duration::ZERO,
+            },
+        }
+    }
+
+    /// Folds one event row (rows arrive ordered by aggregate, then sequence).
+    fn row(&mut self, row: &PgRow) -> Result<(), sqlx::Error> {
+        let key: Key = (row.try_get(0)?, row.try_get(1)?);
+        let sequence: i64 = row.try_get(2)?;
+        if self.current.as_ref().is_none_or(|c| c.key != key) {
+            self.start(key.clone(), sequence);
+        }
+        let Some(c) = self.current.as_mut() else {
+            return Ok(());
+        };
+        let Some(fold) = c.fold.as_mut().filter(|_| !c.broken) else {
+            return Ok(());
+        };
+        let event_type: String = row.try_get(3)?;
+        let applied = fold.apply(&event_type, row.try_get(4)?, row.try_get(5)?);
+        self.report.events += 1;
+        match applied {
+            Err((kind, detail)) => {
+                // Later events of a broken aggregate would only repeat the finding, and its
+                // snapshot cannot be checked.
+                c.broken = true;
+                self.snapshots.remove(&key);
+                self.report
+                    .problems
+                    .push(problem(&key, kind, sequence, Some(event_type), detail));
+            }
+            Ok(()) => {
+                if self
+                    .snapshots
+                    .get(&key)
+                    .is_some_and(|(at, _)| *at == sequence)
+                {
+                    let folded = fold.state();
+                    if let Some((at, stored)) = self.snapshots.remove(&key) {
+                        self.compare(&key, at, &stored, folded);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Begins the next aggregate.
+    fn start(&mut self, key: Key, sequence: i64) {
+        self.report.aggregates += 1;
+        let fold = folding(&key.0);
+        if fold.is_none() {
+            self.report.problems.push(problem(
+                &key,
+                ProblemKind::UnknownType,
+                sequence,
+                None,
+                "no such aggregate type".into(),
+            ));
+        }
+        self.current = Some(Current {
+            key,
+            fold,
+            broken: false,
+        });
+    }
+
+    fn compare(&mut self, key: &Key, at: i64, stored: &Value, folded: Value) {
+        self.report.snapshots += 1;
+        if &folded != stored {
+            self.differing.push(key.clone());
+            self.report.problems.push(problem(
+                key,
+                ProblemKind::SnapshotDiffers,
+                at,
+                None,
+                format!("stored {stored}, events fold to {folded}"),
+            ));
+        }
+    }
+
+    /// Snapshots never reached are past the end of their stream (or of a stream that no
+    /// longer exists).
+    fn finish(mut self) -> (Replayed, Vec<Key>) {
+        for (key, (at, _)) in std::mem::take(&mut self.snapshots) {
+            self.differing.push(key.clone());
+            self.report.snapshots += 1;
+            self.report.problems.push(problem(
+                &key,
+                ProblemKind::SnapshotDiffers,
+                at,
+                None,
+                "the snapshot is past the aggregate's last event".into(),
+            ));
+        }
+        (self.report, self.differing)
+    }
+}
+
 /// Replays `scope` with today's code, reporting the events replayed so far to `progress`.
 ///
 /// # Errors
@@ -164,107 +285,22 @@ pub async fn replay(
         Scope::One(t, i) => (Some(t), Some(i)),
         Scope::All { .. } => (None, None),
     };
-    let mut snapshots: HashMap<Key, (i64, Value)> = sqlx::query(SNAPSHOTS)
-        .bind(one_type)
-        .bind(one_id)
-        .fetch_all(pool)
-        .await?
-        .into_iter()
-        .map(|row| {
-            Ok((
-                (row.try_get(0)?, row.try_get(1)?),
-                (row.try_get(2)?, row.try_get(3)?),
-            ))
-        })
-        .collect::<Result<_, sqlx::Error>>()?;
-    let mut report = Replayed {
-        aggregates: 0,
-        events: 0,
-        snapshots: 0,
-        snapshots_dropped: 0,
-        problems: Vec::new(),
-        elapsed: Duration::ZERO,
-    };
-    let mut differing: Vec<Key> = Vec::new();
+    let mut walk = Walk::new(stored_snapshots(pool, one_type, one_id).await?);
     let mut conn = feed::locks::streaming_connection(pool, "replay").await?;
     let mut rows = sqlx::query(EVENTS)
         .bind(one_type)
         .bind(one_id)
         .fetch(&mut conn);
-    let mut current: Option<Current> = None;
+    let mut reported = 0;
     while let Some(row) = rows.try_next().await? {
-        let key: Key = (row.try_get(0)?, row.try_get(1)?);
-        let sequence: i64 = row.try_get(2)?;
-        if current.as_ref().is_none_or(|c| c.key != key) {
-            report.aggregates += 1;
-            let fold = folding(&key.0);
-            if fold.is_none() {
-                report.problems.push(problem(
-                    &key,
-                    ProblemKind::UnknownType,
-                    sequence,
-                    None,
-                    "no such aggregate type".into(),
-                ));
-            }
-            current = Some(Current {
-                key: key.clone(),
-                fold,
-                broken: false,
-            });
-        }
-        let Some(c) = current.as_mut() else { continue };
-        let Some(fold) = c.fold.as_mut().filter(|_| !c.broken) else {
-            continue;
-        };
-        let event_type: String = row.try_get(3)?;
-        let applied = fold.apply(&event_type, row.try_get(4)?, row.try_get(5)?);
-        report.events += 1;
-        if report.events.is_multiple_of(100_000) {
-            progress(report.events);
-        }
-        match applied {
-            Err((kind, detail)) => {
-                // Later events of a broken aggregate would only repeat the finding, and its
-                // snapshot cannot be checked.
-                c.broken = true;
-                snapshots.remove(&key);
-                report
-                    .problems
-                    .push(problem(&key, kind, sequence, Some(event_type), detail));
-            }
-            Ok(()) => {
-                if let Some((at, stored)) = snapshots.get(&key).filter(|(at, _)| *at == sequence) {
-                    report.snapshots += 1;
-                    let folded = fold.state();
-                    if &folded != stored {
-                        differing.push(key.clone());
-                        report.problems.push(problem(
-                            &key,
-                            ProblemKind::SnapshotDiffers,
-                            *at,
-                            None,
-                            format!("stored {stored}, events fold to {folded}"),
-                        ));
-                    }
-                    snapshots.remove(&key);
-                }
-            }
+        walk.row(&row)?;
+        if walk.report.events >= reported + 100_000 {
+            reported = walk.report.events;
+            progress(reported);
         }
     }
     drop(rows);
-    // Snapshots past the end of their stream (or of a stream that no longer exists).
-    for (key, (at, _)) in snapshots {
-        differing.push(key.clone());
-        report.snapshots += 1;
-        report.problems.push(problem(
-            &key,
-            ProblemKind::SnapshotDiffers,
-            at,
-            None,
-            "the snapshot is past the aggregate's last event".into(),
-        ));
-    }
+    let (mut report, differing) = walk.finish();
     progress(report.events);
     if let Scope::All { dry_run: false } = scope {
         for (aggregate_type, aggregate_id) in &differing {
@@ -280,6 +316,26 @@ pub async fn replay(
     }
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+async fn stored_snapshots(
+    pool: &PgPool,
+    one_type: Option<&str>,
+    one_id: Option<&str>,
+) -> Result<HashMap<Key, (i64, Value)>, sqlx::Error> {
+    sqlx::query(SNAPSHOTS)
+        .bind(one_type)
+        .bind(one_id)
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .map(|row| {
+            Ok((
+                (row.try_get(0)?, row.try_get(1)?),
+                (row.try_get(2)?, row.try_get(3)?),
+            ))
+        })
+        .collect()
 }
 
 fn problem(
