@@ -34,6 +34,7 @@ pub async fn open(settings: &Settings) -> anyhow::Result<Database> {
     let options = ClusterOptions {
         durable: true,
         max_connections: 200,
+        statement_statistics: false,
     };
     let cluster = PrivateCluster::start(&settings.data_dir.join("cluster"), options)
         .await

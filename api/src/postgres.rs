@@ -36,6 +36,9 @@ pub struct ClusterOptions {
     pub durable: bool,
     /// `max_connections`.
     pub max_connections: u32,
+    /// Loads `pg_stat_statements` (it must be installed beside the server), so the statements
+    /// run are counted: the test suite's statement budget and profiling read it.
+    pub statement_statistics: bool,
 }
 
 /// A running private cluster, shared by every process that starts or joins it (a `serve`, an
@@ -159,6 +162,11 @@ impl PrivateCluster {
         );
         if !options.durable {
             server.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
+        }
+        if options.statement_statistics {
+            server.push_str(
+                " -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all",
+            );
         }
         self.run_pg(
             "pg_ctl",

@@ -13,11 +13,11 @@ use commands::CommandBus;
 use commands::deadlines;
 use commands::payment_gateway::PaymentGateway;
 use commands::sagas::{BookingSaga, Flow, OrderSaga, SagaRunner};
-use feed::{Checkpoint, Subscription, SubscriptionHandle, SubscriptionOptions, relay};
+use feed::{FeedSignal, Subscription, SubscriptionHandle, SubscriptionOptions, relay};
 use projections::catalog::{self, Running};
+use projections::wait;
 use sqlx::PgPool;
 use std::sync::{Arc, Mutex, PoisonError};
-use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -77,6 +77,7 @@ pub struct Workers {
     projections: Stage,
     running: Running,
     saga_runners: Vec<SubscriptionHandle>,
+    signal: FeedSignal,
 }
 
 impl Workers {
@@ -124,12 +125,17 @@ impl Workers {
             projections,
             running,
             saga_runners,
+            signal: signal.clone(),
         }
     }
 
-    /// What this process's runner of projection `name` has committed, when it runs one.
-    pub fn progress(&self, name: &str) -> Option<watch::Receiver<Checkpoint>> {
-        self.running.get(name).map(|h| h.progress.clone())
+    /// This process's runner of projection `name`, when it runs one: what it has committed
+    /// and the signal that nudges it.
+    pub fn local(&self, name: &str) -> Option<wait::Local> {
+        self.running.get(name).map(|h| wait::Local {
+            progress: h.progress.clone(),
+            signal: self.signal.clone(),
+        })
     }
 
     /// Stops everything cleanly, stage after stage, and returns once all of it has ended.

@@ -28,6 +28,7 @@ async fn verify_and_replay_exit_0_on_an_untouched_store_and_1_once_it_was_tamper
         ClusterOptions {
             durable: false,
             max_connections: 20,
+            statement_statistics: false,
         },
     )
     .await

@@ -13,6 +13,7 @@ async fn a_command_that_joined_the_cluster_leaves_it_running_when_it_exits() {
         ClusterOptions {
             durable: false,
             max_connections: 20,
+            statement_statistics: false,
         },
     )
     .await

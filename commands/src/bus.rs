@@ -292,7 +292,7 @@ impl CommandBus {
             let commit = lane.store.commit(events, context, metadata.to_map());
             match EventRepository::capture_position(commit).await {
                 (Ok(_), position) => {
-                    self.feed.bump();
+                    self.feed.bump(A::TYPE);
                     if low_stock > 0 {
                         metrics::counter!("reserva_low_stock_alerts_total")
                             .increment(low_stock as u64);

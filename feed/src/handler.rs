@@ -15,6 +15,14 @@ pub trait Handler: Send + Sync + 'static {
     /// the checkpoint; they are just not handed over.
     fn wants(&self, aggregate_type: &str) -> bool;
 
+    /// Whether an append of `aggregate_type` should wake this subscription at once: the types
+    /// it wants, and those whose positions readers compare with its checkpoint (a joined view
+    /// asks the payments model to have passed an order's last event). Any other append waits
+    /// for the subscription's next poll, so it costs a command nothing.
+    fn follows(&self, aggregate_type: &str) -> bool {
+        self.wants(aggregate_type)
+    }
+
     /// Applies `events` (in feed order, all wanted) inside the runner's open transaction.
     ///
     /// The connection is inside a transaction (or a savepoint of one) that the runner owns:

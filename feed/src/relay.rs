@@ -3,7 +3,8 @@
 //! A `NOTIFY` inside the appending transaction would take PostgreSQL's global notify lock at
 //! every commit and serialize all writers. Instead one task per process sends a coalesced
 //! `NOTIFY` *after* its appends committed (at most one in flight, however many commits landed
-//! meanwhile), and one `LISTEN`ing task turns other processes' notices into local wake-ups.
+//! meanwhile, naming the aggregate types they appended), and one `LISTEN`ing task turns other
+//! processes' notices into local wake-ups of the subscriptions that want those types.
 //! Neither is needed for correctness: subscriptions also poll.
 
 use sqlx::PgPool;
@@ -17,6 +18,10 @@ use crate::FeedSignal;
 
 /// The channel appends are announced on.
 pub const CHANNEL: &str = "reserva_events";
+
+/// Between the announcing instance and the comma-separated aggregate types it appended, so
+/// that other processes wake only the subscriptions that want them.
+const SEPARATOR: char = '|';
 
 /// Starts the announcing and the listening task on `tracker`; both end when `stop` is
 /// cancelled (nothing they do needs finishing: subscriptions also poll).
@@ -46,9 +51,10 @@ async fn until(stop: CancellationToken, work: impl Future<Output = ()>) {
 async fn announce(pool: PgPool, signal: FeedSignal, instance: String) {
     let mut appended = signal.subscribe_local();
     while appended.changed().await.is_ok() {
+        let types: Vec<String> = signal.take_appended().into_iter().collect();
         if let Err(error) = sqlx::query("SELECT pg_notify($1, $2)")
             .bind(CHANNEL)
-            .bind(&instance)
+            .bind(format!("{instance}{SEPARATOR}{}", types.join(",")))
             .execute(&pool)
             .await
         {
@@ -75,8 +81,15 @@ async fn listen(pool: PgPool, signal: FeedSignal, instance: String) {
         }
         // `recv` reconnects by itself; an error means it could not.
         while let Ok(notice) = listener.recv().await {
-            if notice.payload() != instance {
-                signal.bump_remote();
+            match notice.payload().split_once(SEPARATOR) {
+                Some((from, _)) if from == instance => {}
+                Some((_, types)) => {
+                    let types: Vec<&str> = types.split(',').collect();
+                    signal.bump_remote(Some(&types));
+                }
+                // An announcement without types (an older instance): wake everyone.
+                None if notice.payload() != instance => signal.bump_remote(None),
+                None => {}
             }
         }
     }

@@ -239,6 +239,10 @@ impl<M: ReadModel> Handler for Projector<M> {
         aggregate_type == <M::Aggregate as Aggregate>::TYPE
     }
 
+    fn follows(&self, aggregate_type: &str) -> bool {
+        self.wants(aggregate_type) || M::FOLLOWS.contains(&aggregate_type)
+    }
+
     async fn handle(
         &self,
         conn: &mut PgConnection,

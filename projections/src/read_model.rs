@@ -38,6 +38,10 @@ pub trait ReadModel: Send + Sync + 'static {
     const TABLE: &'static str;
     /// SQL type of `id`.
     const KEY_TYPE: &'static str;
+    /// Other aggregate types whose appends wake its subscription at once, although it does
+    /// not fold them: those of the models a joined view reads beside it, which must see this
+    /// model's checkpoint pass their rows' positions without waiting for its next poll.
+    const FOLLOWS: &'static [&'static str] = &[];
     /// The aggregate whose events it folds.
     type Aggregate: Aggregate;
     /// One row; serde field names are the table's column names.

@@ -1,6 +1,6 @@
 //! Read-your-writes: wait until a projection has handled a given position.
 
-use feed::{Checkpoint, checkpoint};
+use feed::{Checkpoint, FeedSignal, checkpoint};
 use sqlx::PgPool;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -41,16 +41,26 @@ pub enum WaitError {
     Database(#[from] sqlx::Error),
 }
 
+/// This process's runner of a projection: what it has committed, and the signal that wakes it.
+#[derive(Debug, Clone)]
+pub struct Local {
+    /// The runner's progress ([`feed::SubscriptionHandle::progress`]).
+    pub progress: watch::Receiver<Checkpoint>,
+    /// The feed signal it listens to, to nudge it when the position is of a type it is not
+    /// woken for (it would otherwise pass it only at its next poll).
+    pub signal: FeedSignal,
+}
+
 /// Waits until projection `name` has handled the event at `position`, for at most `timeout`.
 ///
-/// `local` is this process's runner's progress, when it runs here: it wakes the waiter the
-/// moment a batch commits. Either way the stored checkpoint decides.
+/// `local` is this process's runner, when it runs here: its progress wakes the waiter the
+/// moment a batch commits. Otherwise the stored checkpoint decides.
 ///
 /// # Errors
 /// [`WaitError::TimedOut`], or a database error.
 pub async fn until_reached(
     pool: &PgPool,
-    local: Option<watch::Receiver<Checkpoint>>,
+    local: Option<Local>,
     name: &str,
     position: i64,
     timeout: Duration,
@@ -75,7 +85,7 @@ pub async fn until_reached(
     loop {
         // A local runner that has started reports every commit; otherwise (standby, or no
         // runner here) the stored checkpoint is the only witness.
-        let local_at = local.as_ref().map(|rx| *rx.borrow());
+        let local_at = local.as_ref().map(|l| *l.progress.borrow());
         let reached = match local_at {
             Some(at) if at != Checkpoint::START => at >= target,
             _ => checkpoint::stored(&mut *pool.acquire().await?, name).await? >= target,
@@ -99,8 +109,11 @@ pub async fn until_reached(
         }
         let nap = POLL.min(deadline - now);
         match local.as_mut() {
-            Some(rx) => {
-                let _ = tokio::time::timeout(nap, rx.changed()).await;
+            Some(l) => {
+                if !reached {
+                    l.signal.nudge(name);
+                }
+                let _ = tokio::time::timeout(nap, l.progress.changed()).await;
             }
             None => tokio::time::sleep(nap).await,
         }

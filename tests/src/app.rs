@@ -1,6 +1,6 @@
 //! [`TestApp`]: one running service on its own database; starting, restarting, stopping it.
 
-use crate::database::{TestDatabase, fresh_database};
+use crate::database::{TestDatabase, fresh_database_on, server};
 use api::configuration::{AuthSettings, GatewaySettings, Settings};
 use api::startup::Application;
 use commands::CommandBus;
@@ -61,8 +61,16 @@ pub async fn spawn_app_without_sagas() -> TestApp {
 
 /// Like [`spawn_app`], after `configure` adjusts the settings (short TTLs, a fake Stripe…).
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_on(server().await, configure).await
+}
+
+/// Like [`spawn_app_with`], on a database of `server` (e.g. [`crate::counting_server`]).
+pub async fn spawn_app_on(
+    server: sqlx::postgres::PgConnectOptions,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
     LazyLock::force(&TRACING);
-    let database = fresh_database(16).await;
+    let database = fresh_database_on(server, 16).await;
     let pool = database.pool.clone();
     commands::MIGRATOR.run(&pool).await.expect("migrate");
     let mut settings = Settings {

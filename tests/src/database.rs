@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::OnceCell;
 
 static SERVER: OnceCell<PgConnectOptions> = OnceCell::const_new();
+static COUNTING_SERVER: OnceCell<PgConnectOptions> = OnceCell::const_new();
 
 /// Connection options of the server tests create databases on.
 pub async fn server() -> PgConnectOptions {
@@ -20,6 +21,7 @@ pub async fn server() -> PgConnectOptions {
                     let options = ClusterOptions {
                         durable: false,
                         max_connections: 500,
+                        statement_statistics: false,
                     };
                     PrivateCluster::start(std::path::Path::new(dir), options)
                         .await
@@ -35,16 +37,45 @@ pub async fn server() -> PgConnectOptions {
         .clone()
 }
 
+/// A private cluster of the test process's own that counts every statement run
+/// (`pg_stat_statements`), whatever `DATABASE_URL` says: the statement budget's server. The
+/// counts are server-wide, so it is for tests that filter by their own database.
+pub async fn counting_server() -> PgConnectOptions {
+    COUNTING_SERVER
+        .get_or_init(|| async {
+            let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../.reserva/counting-cluster");
+            let options = ClusterOptions {
+                durable: false,
+                max_connections: 100,
+                statement_statistics: true,
+            };
+            let url = PrivateCluster::start(std::path::Path::new(dir), options)
+                .await
+                .expect("start the statement-counting cluster")
+                .admin_url();
+            PgConnectOptions::from_str(&url)
+                .expect("the cluster's URL parses")
+                .disable_statement_logging()
+        })
+        .await
+        .clone()
+}
+
 /// A database that is dropped when this value is.
 pub struct TestDatabase {
     /// A pool on it.
     pub pool: PgPool,
     name: String,
+    server: PgConnectOptions,
 }
 
 /// A fresh, empty database (no migrations) and a pool on it.
 pub async fn fresh_database(max_connections: u32) -> TestDatabase {
-    let server = server().await;
+    fresh_database_on(server().await, max_connections).await
+}
+
+/// Like [`fresh_database`], on `server` (a cluster of the test's own).
+pub async fn fresh_database_on(server: PgConnectOptions, max_connections: u32) -> TestDatabase {
     let name = format!("reserva_test_{}", uuid::Uuid::new_v4().simple());
     let mut admin = server.connect().await.expect("connect to the test server");
     sqlx::query(&format!("CREATE DATABASE {name}"))
@@ -54,15 +85,16 @@ pub async fn fresh_database(max_connections: u32) -> TestDatabase {
     let pool = PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(30))
-        .connect_with(server.database(&name))
+        .connect_with(server.clone().database(&name))
         .await
         .expect("connect to the test database");
-    TestDatabase { pool, name }
+    TestDatabase { pool, name, server }
 }
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         let database = std::mem::take(&mut self.name);
+        let server = self.server.clone();
         // Drop runs inside the test's runtime, where blocking on async work is not allowed:
         // clean up on a thread of its own.
         let cleanup = std::thread::spawn(move || {
@@ -71,7 +103,7 @@ impl Drop for TestDatabase {
                 .build()
                 .expect("runtime");
             runtime.block_on(async move {
-                if let Ok(mut admin) = server().await.connect().await {
+                if let Ok(mut admin) = server.connect().await {
                     let _ =
                         sqlx::query(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
                             .execute(&mut admin)

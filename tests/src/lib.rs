@@ -12,7 +12,7 @@
 //! Everything is re-exported here, so tests name it `tests::…` whatever module holds it.
 //!
 //! - `database`: the test server (private cluster or `DATABASE_URL`), [`TestDatabase`] and
-//!   [`fresh_database`].
+//!   [`fresh_database`]; [`counting_server`], a cluster of its own that counts statements.
 //! - `app`: [`TestApp`] and the `spawn_app*` functions; restarts and graceful shutdowns.
 //! - `requests`: [`TestApp`]'s HTTP helpers (plain, keyed, raw, signed webhooks, bearer
 //!   tokens) and [`register_product_command`].
@@ -30,10 +30,10 @@ mod store;
 mod waiting;
 
 pub use app::{
-    JWT_SECRET, TestApp, WEBHOOK_SECRET, spawn_app, spawn_app_with, spawn_app_with_auth,
-    spawn_app_without_sagas,
+    JWT_SECRET, TestApp, WEBHOOK_SECRET, spawn_app, spawn_app_on, spawn_app_with,
+    spawn_app_with_auth, spawn_app_without_sagas,
 };
-pub use database::{TestDatabase, fresh_database, server};
+pub use database::{TestDatabase, counting_server, fresh_database, fresh_database_on, server};
 pub use fake_stripe::FakeStripe;
 pub use requests::register_product_command;
 pub use store::StoredEvent;

@@ -32,8 +32,8 @@ pub async fn list_projections(state: web::Data<AppState>) -> Result<HttpResponse
         .map(|status| {
             let running_here = state
                 .workers
-                .progress(status.name)
-                .is_some_and(|progress| *progress.borrow() != feed::Checkpoint::START);
+                .local(status.name)
+                .is_some_and(|local| *local.progress.borrow() != feed::Checkpoint::START);
             let rebuild = state.rebuilds.state(status.name);
             let last_verify = state.verifications.latest(status.name);
             ProjectionEntry::new(status, running_here, rebuild, last_verify)

@@ -102,7 +102,7 @@ pub async fn wait_for(
     // One deadline for all: the client waits at most `read_wait` however many models it reads.
     let deadline = tokio::time::Instant::now() + state.read_wait;
     for name in names {
-        let local = state.workers.progress(name);
+        let local = state.workers.local(name);
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         wait::until_reached(&state.pool, local, name, position, left).await?;
     }

@@ -1,8 +1,10 @@
 //! Bookings of time slots.
 
 use chrono::{DateTime, Utc};
+use cqrs_es::Aggregate;
 use domain::Money;
 use domain::booking::{Booking, BookingEvent, BookingStatus};
+use domain::payment::Payment;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -44,6 +46,8 @@ pub struct Bookings;
 
 impl ReadModel for Bookings {
     const NAME: &'static str = "bookings";
+    /// Bookings are read joined with their payments (see `joined`).
+    const FOLLOWS: &'static [&'static str] = &[Payment::TYPE];
     const TABLE: &'static str = "rm_bookings";
     const KEY_TYPE: &'static str = "uuid";
     type Aggregate = Booking;

@@ -1,8 +1,10 @@
 //! Orders by id, by customer and by status.
 
 use chrono::{DateTime, Utc};
+use cqrs_es::Aggregate;
 use domain::Money;
 use domain::order::{Order, OrderEvent, OrderItem, OrderStatus};
+use domain::payment::Payment;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -40,6 +42,8 @@ pub struct Orders;
 
 impl ReadModel for Orders {
     const NAME: &'static str = "orders";
+    /// Orders are read joined with their payments (see `joined`).
+    const FOLLOWS: &'static [&'static str] = &[Payment::TYPE];
     const TABLE: &'static str = "rm_orders";
     const KEY_TYPE: &'static str = "uuid";
     type Aggregate = Order;

@@ -1,6 +1,9 @@
 //! Payments, by id and by the order or booking they pay for.
 
 use chrono::{DateTime, Utc};
+use cqrs_es::Aggregate;
+use domain::booking::Booking;
+use domain::order::Order;
 use domain::payment::{Payment, PaymentEvent, PaymentStatus};
 use domain::{Money, Owner};
 use serde::{Deserialize, Serialize};
@@ -44,6 +47,8 @@ pub struct Payments;
 
 impl ReadModel for Payments {
     const NAME: &'static str = "payments";
+    /// Orders and bookings are read joined with their payments (see `joined`).
+    const FOLLOWS: &'static [&'static str] = &[Order::TYPE, Booking::TYPE];
     const TABLE: &'static str = "rm_payments";
     const KEY_TYPE: &'static str = "uuid";
     type Aggregate = Payment;

@@ -33,6 +33,7 @@ mod seed;
 mod shutdown;
 mod soak;
 mod stall;
+mod statement_budget;
 mod stock_items;
 mod tracing;
 mod verify;

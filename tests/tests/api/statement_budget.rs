@@ -1,0 +1,175 @@
+//! The database work of a warm restock, an order flow and a read, counted statement by
+//! statement on a cluster that records every one (`pg_stat_statements`), against budgets
+//! written here: the deterministic guard against regressions like the one where every
+//! subscription woke, read the feed and stored its checkpoint for every command, wanted or not.
+//!
+//! A phase's count is everything run on the test's database while it lasts, background work
+//! included (the projections and sagas the operations cause, and the idle polls of the
+//! others), divided by its operations. The polls are few per phase (each subscription looks
+//! four times a second), far below the margins, so the counts do not depend on the machine's
+//! speed in any way that matters; the budgets sit about a third above what the code does now.
+
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tests::{TestApp, counting_server, eventually, spawn_app_on};
+
+/// Statements per warm restock: the command (load from the bus cache, append) and the
+/// `stock_items` projection's share of the batches it woke.
+const RESTOCK_BUDGET: f64 = 15.0;
+/// Statements per order flow from `POST` to `COMPLETED`: order, stock and payment commands,
+/// the saga's steps, and the orders, payments and stock projections.
+const ORDER_FLOW_BUDGET: f64 = 140.0;
+/// Statements per `GET` of a stock item.
+const READ_BUDGET: f64 = 2.0;
+
+const RESTOCKS: u32 = 50;
+const ORDERS: u32 = 10;
+const READS: u32 = 50;
+
+/// Statement counts of the test's database.
+struct Counts {
+    pool: PgPool,
+}
+
+impl Counts {
+    async fn on(pool: &PgPool) -> Self {
+        sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            .execute(pool)
+            .await
+            .expect("pg_stat_statements is installed beside the server");
+        Self { pool: pool.clone() }
+    }
+
+    async fn reset(&self) {
+        sqlx::query("SELECT pg_stat_statements_reset()")
+            .execute(&self.pool)
+            .await
+            .expect("reset the counts");
+    }
+
+    /// Statements run on this database since the reset (these counting queries aside), and
+    /// the ten most frequent, for the failure message.
+    async fn taken(&self) -> (i64, String) {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT query, calls FROM pg_stat_statements \
+             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+               AND query NOT LIKE '%pg_stat_statements%' \
+             ORDER BY calls DESC",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .expect("read the counts");
+        let total = rows.iter().map(|(_, calls)| calls).sum();
+        let top = rows
+            .iter()
+            .take(10)
+            .map(|(query, calls)| {
+                format!(
+                    "{calls:6}  {}",
+                    query.split_whitespace().collect::<Vec<_>>().join(" ")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        (total, top)
+    }
+
+    /// Asserts the phase's statements per operation against `budget`, and returns them.
+    async fn within(&self, phase: &str, operations: u32, budget: f64) -> f64 {
+        let (total, top) = self.taken().await;
+        #[allow(clippy::cast_precision_loss)]
+        let each = total as f64 / f64::from(operations);
+        println!(
+            "{phase}: {total} statements for {operations} = {each:.1} each (budget {budget})\n{top}"
+        );
+        assert!(
+            each <= budget,
+            "{phase}: {each:.1} statements each, over the budget of {budget}; most frequent:\n{top}"
+        );
+        each
+    }
+}
+
+/// Waits until every projection has stored a checkpoint at the feed's last event.
+async fn settle(app: &TestApp) {
+    let head = app.head().await;
+    for name in projections::catalog::names() {
+        projections::wait::until_reached(
+            &app.pool,
+            None,
+            name,
+            head,
+            std::time::Duration::from_secs(20),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("projection {name} did not catch up: {e}"));
+    }
+}
+
+#[tokio::test]
+async fn a_restock_an_order_flow_and_a_read_stay_within_their_statement_budgets() {
+    // Arrange: a warm service (the product registered, restocked, read and ordered once).
+    let app = spawn_app_on(counting_server().await, |_| {}).await;
+    let counts = Counts::on(&app.pool).await;
+    let register = app
+        .post(
+            "/api/v1/stock-items",
+            &json!({"sku": "BUDGET-1", "name": "Mug", "kind": "product", "quantity": 1000,
+                    "unit_price": {"amount": 1500, "currency": "MXN"}}),
+        )
+        .await;
+    assert_eq!(register.status(), 202);
+    let one = json!({"quantity": 1});
+    let restock = || app.post("/api/v1/stock-items/BUDGET-1/restock", &one);
+    assert_eq!(restock().await.status(), 202);
+    place_orders(&app, 1).await;
+    assert_eq!(app.get("/api/v1/stock-items/BUDGET-1").await.status(), 200);
+    settle(&app).await;
+
+    // Act + Assert: restocks.
+    counts.reset().await;
+    for _ in 0..RESTOCKS {
+        assert_eq!(restock().await.status(), 202);
+    }
+    settle(&app).await;
+    counts.within("restock", RESTOCKS, RESTOCK_BUDGET).await;
+
+    // Reads.
+    counts.reset().await;
+    for _ in 0..READS {
+        assert_eq!(app.get("/api/v1/stock-items/BUDGET-1").await.status(), 200);
+    }
+    counts.within("read", READS, READ_BUDGET).await;
+
+    // Order flows.
+    counts.reset().await;
+    place_orders(&app, ORDERS).await;
+    settle(&app).await;
+    counts.within("order flow", ORDERS, ORDER_FLOW_BUDGET).await;
+}
+
+/// Places `n` orders of one `BUDGET-1` and waits until the sagas completed them all.
+async fn place_orders(app: &TestApp, n: u32) {
+    let before: i64 = completed(&app.pool).await;
+    for _ in 0..n {
+        let placed = app
+            .post(
+                "/api/v1/orders",
+                &json!({"customer_id": uuid::Uuid::new_v4(),
+                        "items": [{"sku": "BUDGET-1", "quantity": 1}]}),
+            )
+            .await;
+        assert_eq!(placed.status(), 202, "{:?}", placed.json::<Value>().await);
+    }
+    eventually("the orders complete", || async {
+        (completed(&app.pool).await == before + i64::from(n)).then_some(())
+    })
+    .await;
+}
+
+async fn completed(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM rm_orders WHERE status = 'COMPLETED'")
+        .fetch_one(pool)
+        .await
+        .expect("count completed orders")
+}
