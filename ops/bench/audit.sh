@@ -9,6 +9,7 @@
 #
 # Usage: ops/bench/audit.sh [ADMIN_URL]
 #   env: EVENTS (1000000) COLD (100000) SECS (10) CLIENTS ("1 8 32")
+#        PARTS ("verify chain cold": which of the three to run)
 #   A scratch database reserva_bench_audit is created on ADMIN_URL's server and dropped after.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -17,6 +18,7 @@ EVENTS=${EVENTS:-1000000}
 COLD=${COLD:-100000}
 SECS=${SECS:-10}
 CLIENTS=${CLIENTS:-1 8 32}
+PARTS=" ${PARTS:-verify chain cold} "
 DB=reserva_bench_audit
 export DATABASE_URL="${ADMIN_URL%/*}/$DB"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/tmp/reserva-target}
@@ -33,6 +35,7 @@ trap cleanup EXIT
 psql -Xq "$ADMIN_URL" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
 "$BIN/reserva" migrate
 
+if [[ $PARTS == *" verify "* ]]; then
 echo "== fill: $EVENTS events (chained by the trigger as they are written)"
 # One writer: the chain trigger reads each event's predecessor, which must have committed (as
 # the bus guarantees); concurrent writers of one history would chain some events from nothing.
@@ -50,6 +53,9 @@ end=$(date +%s.%N)
 awk -v n="$EVENTS" -v s="$start" -v e="$end" \
   'BEGIN { printf "reserva audit verify: %d events in %.2f s = %.0f events/s\n", n, e - s, n / (e - s) }'
 
+fi
+
+if [[ $PARTS == *" chain "* ]]; then
 echo "== chain cost on the append path (pgbench, ${SECS}s per point)"
 # One event per transaction into the real events table: a new aggregate (insert1, as
 # pg_limit.sh) and the next event of the client's own aggregate (append, the trigger reads the
@@ -90,5 +96,9 @@ echo "== reference: PostgreSQL one-event-per-commit rate (shared/bench/pg_limit.
 # shellcheck disable=SC2086
 bash ../shared/bench/pg_limit.sh "$ADMIN_URL" "$SECS" $CLIENTS
 
+fi
+
+if [[ $PARTS == *" cold "* ]]; then
 echo "== cold load of a StockItem of $COLD events, with and without its snapshot"
 "$BIN/reserva-audit-bench" coldload --events "$COLD"
+fi

@@ -121,8 +121,8 @@ pub async fn verify(
     progress: impl FnMut(u64),
 ) -> Result<Verified, sqlx::Error> {
     let started = Instant::now();
-    let (mut findings, events) = chain::walk(pool, since, progress).await?;
     let mut conn = feed::locks::streaming_connection(pool, "audit verify").await?;
+    let (mut findings, events) = chain::walk(&mut conn, since, progress).await?;
     let (checkpoint_findings, checkpoints) = checkpoints::verify(&mut conn, key).await?;
     findings.extend(checkpoint_findings);
     Ok(Verified {
