@@ -83,3 +83,25 @@ impl Running {
         &self.handles
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Joined views compare the payments model's checkpoint with order and booking positions
+    /// and back (see `joined`): each must be woken by the other's commits, not wait for a poll.
+    #[test]
+    fn joined_models_follow_each_other_and_the_stock_model_only_its_own() {
+        let follows = |name: &str| {
+            let handler = find(name).expect(name).handler("t");
+            ["order", "booking", "payment", "stock_item"]
+                .into_iter()
+                .filter(|t| handler.follows(t))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(follows("payments"), ["order", "booking", "payment"]);
+        assert_eq!(follows("orders"), ["order", "payment"]);
+        assert_eq!(follows("bookings"), ["booking", "payment"]);
+        assert_eq!(follows("stock_items"), ["stock_item"]);
+    }
+}

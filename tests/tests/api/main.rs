@@ -37,4 +37,5 @@ mod statement_budget;
 mod stock_items;
 mod tracing;
 mod verify;
+mod wake;
 mod webhooks;
