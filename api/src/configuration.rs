@@ -42,6 +42,11 @@ pub struct Settings {
     pub sagas: bool,
     /// `RESERVA_DEADLINES__INTERVAL_MS` (default `5000`): how often due deadlines are claimed.
     pub deadline_interval: Duration,
+    /// `RESERVA_FEED__POLL_INTERVAL_MS` (default `250`): how often a subscription looks at the
+    /// feed when no commit it follows woke it. Commits in this process wake it at once and
+    /// those of other processes by `NOTIFY`; the poll is the fallback, and the most an event
+    /// of a type it does not follow waits before its checkpoint passes it.
+    pub feed_poll_interval: Duration,
     /// Per-client request budgets; `None` turns rate limiting off
     /// (`RESERVA_RATE_LIMIT__ENABLED`, default `true`).
     pub rate_limits: Option<RateLimits>,
@@ -279,6 +284,7 @@ impl Settings {
             booking_ttl: Duration::from_secs(var("RESERVA_BOOKINGS__TTL_SECS", 1800)?),
             sagas: var("RESERVA_SAGAS__ENABLED", true)?,
             deadline_interval: Duration::from_millis(var("RESERVA_DEADLINES__INTERVAL_MS", 5000)?),
+            feed_poll_interval: Duration::from_millis(var("RESERVA_FEED__POLL_INTERVAL_MS", 250)?),
             rate_limits: RateLimits::from_env()?,
             auth: AuthSettings::from_env()?,
             http_shutdown_timeout: Duration::from_secs(var(

@@ -92,17 +92,21 @@ impl Workers {
     ) -> Self {
         let (own, sagas, projections) = (Stage::default(), Stage::default(), Stage::default());
         let signal = bus.feed_signal();
+        let options = SubscriptionOptions {
+            poll_interval: settings.feed_poll_interval,
+            ..SubscriptionOptions::default()
+        };
         let running = catalog::start_under(
             pool,
             signal,
-            &SubscriptionOptions::default(),
+            &options,
             &projections.stop,
             &projections.tracker,
         );
         let saga_runners = match gateway {
             Some(gateway) => vec![
-                saga::<OrderSaga>(bus, pool, Arc::clone(&gateway), &sagas),
-                saga::<BookingSaga>(bus, pool, gateway, &sagas),
+                saga::<OrderSaga>(bus, pool, Arc::clone(&gateway), &options, &sagas),
+                saga::<BookingSaga>(bus, pool, gateway, &options, &sagas),
             ],
             None => Vec::new(),
         };
@@ -166,6 +170,7 @@ fn saga<F: Flow>(
     bus: &CommandBus,
     pool: &PgPool,
     gateway: Arc<dyn PaymentGateway>,
+    options: &SubscriptionOptions,
     stage: &Stage,
 ) -> SubscriptionHandle {
     let runner = SagaRunner::<F>::new(bus.clone(), gateway);
@@ -173,7 +178,7 @@ fn saga<F: Flow>(
         Arc::new(runner),
         pool.clone(),
         bus.feed_signal().clone(),
-        SubscriptionOptions::default(),
+        options.clone(),
     )
     .spawn_under(&stage.stop, &stage.tracker)
 }

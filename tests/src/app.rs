@@ -90,6 +90,7 @@ pub async fn spawn_app_on(
         sagas: true,
         // Tests step deadlines themselves (`run_deadlines_once`); the job still runs.
         deadline_interval: std::time::Duration::from_secs(5),
+        feed_poll_interval: std::time::Duration::from_millis(250),
         // Load tests send hundreds of requests from one address; rate-limit tests turn it on.
         rate_limits: None,
         auth: None,
