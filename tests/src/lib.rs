@@ -37,4 +37,4 @@ pub use database::{TestDatabase, counting_server, fresh_database, fresh_database
 pub use fake_stripe::FakeStripe;
 pub use requests::register_product_command;
 pub use store::StoredEvent;
-pub use waiting::{eventually, feed_end, wait_until_caught_up};
+pub use waiting::{eventually, feed_end, stored_checkpoint, wait_until_caught_up};

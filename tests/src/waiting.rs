@@ -46,16 +46,20 @@ pub async fn feed_end(pool: &PgPool) -> feed::Checkpoint {
     )
 }
 
+/// The checkpoint subscription `name` has stored.
+pub async fn stored_checkpoint(pool: &PgPool, name: &str) -> feed::Checkpoint {
+    let mut conn = pool.acquire().await.expect("connection");
+    feed::checkpoint::stored(&mut conn, name)
+        .await
+        .expect("stored checkpoint")
+}
+
 /// Waits (bounded) until subscription `name` has stored a checkpoint at or past
 /// [`feed_end`] as it is now; returns that end.
 pub async fn wait_until_caught_up(pool: &PgPool, name: &str) -> feed::Checkpoint {
     let end = feed_end(pool).await;
     eventually(&format!("subscription {name} to reach {end}"), || async {
-        let mut conn = pool.acquire().await.expect("connection");
-        let at = feed::checkpoint::stored(&mut conn, name)
-            .await
-            .expect("stored checkpoint");
-        (at >= end).then_some(())
+        (stored_checkpoint(pool, name).await >= end).then_some(())
     })
     .await;
     end

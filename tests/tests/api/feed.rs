@@ -6,12 +6,11 @@ use domain::stock_item::{StockItemEvent, StockKind};
 use domain::{Currency, Money, Sku};
 use feed::{
     Checkpoint, FeedEvent, FeedSignal, Handler, HandlerError, Subscription, SubscriptionOptions,
-    checkpoint,
 };
 use sqlx::{PgConnection, PgPool};
 use std::sync::Arc;
 use std::time::Duration;
-use tests::{eventually, fresh_database};
+use tests::{eventually, fresh_database, stored_checkpoint};
 
 /// Records every event it is handed, in the runner's transaction, in the order handed.
 struct Recorder {
@@ -109,11 +108,6 @@ async fn wait_for_seen(pool: &PgPool, name: &str, count: usize) -> Vec<Checkpoin
     .await
 }
 
-async fn stored(pool: &PgPool, name: &str) -> Checkpoint {
-    let mut conn = pool.acquire().await.unwrap();
-    checkpoint::stored(&mut conn, name).await.unwrap()
-}
-
 // Long on purpose: the interleaving of two transactions is the test, written in order.
 #[tokio::test]
 async fn a_late_committing_transaction_is_never_skipped() {
@@ -178,7 +172,7 @@ async fn a_late_committing_transaction_is_never_skipped() {
         "B is committed but held back behind A"
     );
     for name in names {
-        let at = stored(pool, name).await;
+        let at = stored_checkpoint(pool, name).await;
         assert_eq!(at, early, "{name}");
         assert!(at < late, "{name} passed the open transaction");
         assert_eq!(seen_by(pool, name).await, [first, early], "{name}");
@@ -197,7 +191,7 @@ async fn a_late_committing_transaction_is_never_skipped() {
     );
     for name in names {
         eventually(&format!("{name} to reach B"), || async {
-            (stored(pool, name).await == later).then_some(())
+            (stored_checkpoint(pool, name).await == later).then_some(())
         })
         .await;
         assert_eq!(seen_by(pool, name).await, expected, "{name}");

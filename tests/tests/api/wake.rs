@@ -6,14 +6,12 @@ use async_trait::async_trait;
 use commands::{CommandBus, CommandMetadata};
 use domain::stock_item::{StockItem, StockItemCommand, StockKind};
 use domain::{Currency, Money, Sku};
-use feed::{
-    Checkpoint, FeedEvent, Handler, HandlerError, Subscription, SubscriptionOptions, checkpoint,
-};
+use feed::{Checkpoint, FeedEvent, Handler, HandlerError, Subscription, SubscriptionOptions};
 use sqlx::{PgConnection, PgPool};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use tests::{eventually, fresh_database};
+use tests::{eventually, fresh_database, stored_checkpoint};
 
 /// Counts the events it is handed of the one type it wants.
 struct Only {
@@ -50,14 +48,9 @@ fn only(name: &'static str, wanted: &'static str) -> Arc<Only> {
     })
 }
 
-async fn stored(pool: &PgPool, name: &str) -> Checkpoint {
-    let mut conn = pool.acquire().await.unwrap();
-    checkpoint::stored(&mut conn, name).await.unwrap()
-}
-
 async fn wait_stored(pool: &PgPool, name: &str, at: Checkpoint) {
     eventually(&format!("{name} to store {at:?}"), || async {
-        (stored(pool, name).await == at).then_some(())
+        (stored_checkpoint(pool, name).await == at).then_some(())
     })
     .await;
 }
@@ -117,7 +110,7 @@ async fn a_commit_wakes_only_the_subscriptions_that_follow_its_type_and_a_nudge_
     wait_stored(pool, "wake_stock", second).await;
     assert_eq!(stock.handled.load(Ordering::SeqCst), 2);
     assert_eq!(
-        stored(pool, "wake_orders").await,
+        stored_checkpoint(pool, "wake_orders").await,
         first,
         "a commit of a type it does not follow woke the order runner"
     );
