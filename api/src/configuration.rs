@@ -25,6 +25,9 @@ pub struct Settings {
     /// `RESERVA_READ__WAIT_MS` (default `5000`): the longest a query with `min_position`
     /// waits for its projection before answering 503.
     pub read_wait: Duration,
+    /// `RESERVA_STRIPE__WEBHOOK_WAIT_MS` (default `2000`): the longest a Stripe delivery for
+    /// a payment the saga has not recorded yet waits for it before answering 503.
+    pub webhook_wait: Duration,
     /// `RESERVA_STRIPE__WEBHOOK_SECRET`: the endpoint secret Stripe signs webhooks with. When
     /// unset a random one is made per process, so nothing outside can forge a webhook (the
     /// simulated gateway signs with it in-process).
@@ -275,6 +278,7 @@ impl Settings {
             db_max_connections: var("RESERVA_DB__MAX_CONNECTIONS", 32)?,
             data_dir: var("RESERVA_DATA_DIR", PathBuf::from(".reserva"))?,
             read_wait: Duration::from_millis(var("RESERVA_READ__WAIT_MS", 5000)?),
+            webhook_wait: Duration::from_millis(var("RESERVA_STRIPE__WEBHOOK_WAIT_MS", 2000)?),
             stripe_webhook_secret: std::env::var("RESERVA_STRIPE__WEBHOOK_SECRET")
                 .ok()
                 .filter(|s| !s.is_empty())
@@ -310,6 +314,12 @@ impl Settings {
 /// long. The service never idles inside a transaction on purpose (retries back off outside
 /// them), so 15 s only ever ends a stuck one.
 ///
+/// A connection is checked with a round trip before it is handed out only when it has been
+/// idle for more than [`PING_AFTER_IDLE`] (HikariCP's "alive bypass window"): sqlx's default
+/// pings before every acquire, which doubled the round trips of a read, and a connection used
+/// a moment ago is as alive as a ping would show. One that died since is found by the query
+/// that uses it, which fails like any other database error and closes it.
+///
 /// # Errors
 /// The URL does not parse or the server cannot be reached.
 pub async fn connect_pool(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
@@ -318,6 +328,18 @@ pub async fn connect_pool(url: &str, max_connections: u32) -> Result<PgPool, sql
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > PING_AFTER_IDLE {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_with(options)
         .await
 }
+
+/// How long a pooled connection may sit idle before it is pinged on its way out.
+pub const PING_AFTER_IDLE: Duration = Duration::from_secs(1);

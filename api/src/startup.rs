@@ -91,6 +91,7 @@ impl Application {
                 booking: settings.booking_ttl,
             },
             webhook_secret: settings.stripe_webhook_secret.clone(),
+            webhook_wait: settings.webhook_wait,
             ready_max_lag_events: settings.ready_max_lag_events,
             metrics: metrics::handle(),
         });

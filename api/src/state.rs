@@ -24,6 +24,8 @@ pub struct AppState {
     pub verifications: Verifications,
     /// Signs Stripe webhooks (`whsec_…`).
     pub webhook_secret: String,
+    /// Longest wait of a Stripe delivery for its payment to be recorded.
+    pub webhook_wait: Duration,
     /// How long unpaid orders and bookings hold stock.
     pub ttl: Ttl,
     /// Longest `min_position` wait.

@@ -6,11 +6,17 @@
 //! duplicate delivery records nothing. Refunds are applied from the charge's *cumulative*
 //! refunded amount, so partial refunds delivered out of order still add up exactly once.
 
+use cqrs_es::Aggregate;
 use domain::payment::{Payment, PaymentCommand, PaymentError};
 use domain::{Currency, Money, PaymentId};
 use sqlx::PgPool;
+use std::sync::Arc;
+use std::time::Duration;
 use stripe_webhook::{EventObject, Webhook, WebhookError};
 use uuid::Uuid;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::bus::CommandBus;
 use crate::error::CommandError;
@@ -71,6 +77,10 @@ enum Action {
     },
 }
 
+/// The longest a delivery waiting for its payment goes without looking again (a payment
+/// recorded by an instance whose announcement does not arrive).
+pub const RECORD_POLL: Duration = Duration::from_millis(50);
+
 type Received = Result<Outcome, Result<Rejected, CommandError<PaymentError>>>;
 
 /// Verifies a delivery against `secret` and applies it.
@@ -79,8 +89,16 @@ type Received = Result<Outcome, Result<Rejected, CommandError<PaymentError>>>;
 /// (`unknown` when the delivery was refused before it could be read), `outcome` one of
 /// [`outcome_label`].
 ///
+/// A delivery can beat the saga: Stripe may report an intent's outcome before the saga has
+/// committed the `PaymentCreated` of the intent it just created. Such a delivery waits up to
+/// `wait` for a payment to be recorded (woken by this process's payment appends and those
+/// other instances announce, looking again at least every [`RECORD_POLL`]) instead of
+/// answering 503 at once: Stripe's own redeliveries come minutes apart, which would leave the
+/// order waiting for its payment that long.
+///
 /// # Errors
-/// `Err(Ok(Rejected))` for a delivery to refuse with 400; `Err(Err(CommandError))` when the
+/// `Err(Ok(Rejected))` for a delivery to refuse with 400 (or 503 for
+/// [`Rejected::NotYetRecorded`] once `wait` has passed); `Err(Err(CommandError))` when the
 /// store failed (the caller answers 5xx and Stripe delivers again).
 pub async fn receive(
     bus: &CommandBus,
@@ -88,9 +106,31 @@ pub async fn receive(
     payload: &str,
     signature: &str,
     secret: &str,
+    wait: Duration,
 ) -> Received {
+    let deadline = Instant::now() + wait;
     let mut kind = None;
-    let received = verify_and_apply(bus, pool, payload, signature, secret, &mut kind).await;
+    let mut payments: Option<watch::Receiver<u64>> = None;
+    let received = loop {
+        let received = verify_and_apply(bus, pool, payload, signature, secret, &mut kind).await;
+        let now = Instant::now();
+        if !matches!(received, Err(Ok(Rejected::NotYetRecorded(_)))) || now >= deadline {
+            break received;
+        }
+        match payments.as_mut() {
+            // Subscribed before looking again, so a commit in between is not missed.
+            None => {
+                payments = Some(bus.feed_signal().subscribe(
+                    "webhook awaiting its payment",
+                    Arc::new(|t: &str| t == Payment::TYPE),
+                ));
+            }
+            Some(appended) => {
+                let _ =
+                    tokio::time::timeout(RECORD_POLL.min(deadline - now), appended.changed()).await;
+            }
+        }
+    };
     record(
         kind.as_deref().unwrap_or("unknown"),
         outcome_label(&received),

@@ -52,6 +52,7 @@ pub async fn stripe(
         payload,
         signature,
         &state.webhook_secret,
+        state.webhook_wait,
     )
     .await
     .map_err(|error| match error {

@@ -148,9 +148,13 @@ async fn a_projector_killed_before_its_commit_neither_loses_nor_doubles_an_event
     commands::MIGRATOR.run(&pool).await.unwrap();
     let projection = projections::catalog::find("stock_items").unwrap();
     let bus = CommandBus::new(pool.clone());
+    // Small batches: a projector that falls behind the writers (a slow machine, or an open
+    // transaction elsewhere in the cluster holding the feed back) must still make a third
+    // call while the writers run, instead of taking everything in one or two batches.
     let options = SubscriptionOptions {
         poll_interval: Duration::from_millis(50),
         standby_interval: Duration::from_millis(50),
+        batch_size: 10,
         ..Default::default()
     };
     let (stalled_tx, stalled_rx) = oneshot::channel();

@@ -4,6 +4,7 @@ use commands::CommandMetadata;
 use domain::payment::{Payment, PaymentCommand};
 use domain::{Currency, Money, OrderId, Owner, PaymentId};
 use serde_json::{Value, json};
+use std::sync::atomic::{AtomicBool, Ordering};
 use stripe_webhook::Webhook;
 use tests::{TestApp, WEBHOOK_SECRET, spawn_app};
 
@@ -254,4 +255,91 @@ async fn events_reserva_does_not_act_on_are_acknowledged_and_record_nothing() {
         assert!(answer["ignored"].is_string(), "{answer}");
     }
     assert_eq!(app.event_count().await, before);
+}
+
+/// A success for the intent of an order placed with `app` (sagas off, so nothing records its
+/// payment unless the test does); returns the payment's id and the signed delivery.
+async fn early_success(app: &TestApp, sku: &str, intent: &str) -> (PaymentId, String, String) {
+    app.register_product(sku, 5).await;
+    let response = app
+        .post(
+            "/api/v1/orders",
+            &json!({"customer_id": uuid::Uuid::new_v4(), "items": [{"sku": sku, "quantity": 1}]}),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    let order: Value = response.json().await.unwrap();
+    let order_id = order["id"].as_str().unwrap().to_owned();
+    let owner = Owner::Order(OrderId(order_id.parse().unwrap()));
+    let payment_id = PaymentId::for_owner(owner);
+    let mut body: Value = serde_json::from_str(&intent_event(
+        "evt_early",
+        "payment_intent.succeeded",
+        intent,
+        payment_id,
+    ))
+    .unwrap();
+    body["data"]["object"]["metadata"]["order_id"] = json!(order_id);
+    (payment_id, order_id, body.to_string())
+}
+
+#[tokio::test]
+async fn a_delivery_that_beats_the_saga_waits_for_the_payment_then_503_when_it_never_comes() {
+    // Arrange: no sagas; the delivery may wait up to five seconds for its payment.
+    let app = tests::spawn_app_with(|settings| {
+        settings.sagas = false;
+        settings.webhook_wait = std::time::Duration::from_secs(5);
+    })
+    .await;
+    let (payment_id, order_id, body) = early_success(&app, "EARLY-1", "pi_early_1").await;
+
+    // Act: Stripe reports the success, and only a moment later the payment is recorded
+    // (as the saga would, right after creating the intent).
+    let answered = AtomicBool::new(false);
+    let deliver = async {
+        let response = app.post_stripe_webhook(&body).await;
+        answered.store(true, Ordering::SeqCst);
+        response
+    };
+    let record = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(
+            !answered.load(Ordering::SeqCst),
+            "the delivery was answered before its payment was recorded"
+        );
+        let command = PaymentCommand::Create {
+            owner: Owner::Order(OrderId(order_id.parse().unwrap())),
+            amount: Money::new(1500, Currency::parse("MXN").unwrap()).unwrap(),
+            provider: "stripe".to_owned(),
+            provider_intent_id: "pi_early_1".to_owned(),
+            client_secret: None,
+        };
+        app.bus
+            .execute::<Payment>(
+                &payment_id.to_string(),
+                command,
+                &CommandMetadata::system("test"),
+            )
+            .await
+            .unwrap();
+    };
+    let (response, ()) = tokio::join!(deliver, record);
+
+    // Assert: the one delivery was applied; no redelivery was needed.
+    assert_eq!(response.status(), 200);
+    let receipt: Value = response.json().await.unwrap();
+    assert_eq!(receipt["payment_id"], json!(payment_id.to_string()));
+    assert_eq!(
+        payment_events(&app, payment_id).await,
+        ["PaymentCreated", "PaymentSucceeded"]
+    );
+
+    // Act + Assert: a payment that is never recorded is refused after the wait, for Stripe to
+    // deliver again, and nothing is recorded.
+    let (never, _, body) = early_success(&app, "EARLY-2", "pi_early_2").await;
+    let response = app.post_stripe_webhook(&body).await;
+    assert_eq!(response.status(), 503);
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["code"], "payment_not_recorded");
+    assert!(payment_events(&app, never).await.is_empty());
 }
