@@ -93,8 +93,8 @@ type Received = Result<Outcome, Result<Rejected, CommandError<PaymentError>>>;
 /// committed the `PaymentCreated` of the intent it just created. Such a delivery waits up to
 /// `wait` for a payment to be recorded (woken by this process's payment appends and those
 /// other instances announce, looking again at least every [`RECORD_POLL`]) instead of
-/// answering 503 at once: Stripe's own redeliveries come minutes apart, which would leave the
-/// order waiting for its payment that long.
+/// answering 503 at once: Stripe redelivers with an exponential back-off over up to three
+/// days, which would leave the order waiting for its payment far longer than the saga needs.
 ///
 /// # Errors
 /// `Err(Ok(Rejected))` for a delivery to refuse with 400 (or 503 for
