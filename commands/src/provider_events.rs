@@ -13,10 +13,9 @@ use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Duration;
 use stripe_webhook::{EventObject, Webhook, WebhookError};
-use uuid::Uuid;
-
 use tokio::sync::watch;
 use tokio::time::Instant;
+use uuid::Uuid;
 
 use crate::bus::CommandBus;
 use crate::error::CommandError;
