@@ -5,10 +5,15 @@
 //!
 //! A phase's count is everything the service ran on the test's database while it lasted,
 //! background work included (the projections and sagas the operations cause), divided by its
-//! operations. Nothing in it depends on time: the service's subscriptions poll once an hour
-//! and its deadline job too, so only the operations wake anything, and the test's own waiting
-//! runs as another database user whose statements are not counted. The budgets sit about a
-//! third above what the code does now.
+//! operations. No poll adds to it: the service's subscriptions poll once an hour and its
+//! deadline job too, so only the operations wake anything, and the test's own waiting runs as
+//! another database user whose statements are not counted. One thing does vary with timing: a
+//! runner that looks while another append is still in flight finds events held back and looks
+//! again a few milliseconds later (six statements a look). A restock has little in flight; an
+//! order flow has the saga's, the webhook's and the projections' transactions overlapping, and
+//! counted 110 statements on a quiet machine and 141.5 in a loaded CI run. The budgets leave
+//! room for that; the regression they guard against multiplied the count (a restock went
+//! from 12 to 49).
 
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -23,8 +28,8 @@ const OBSERVER: &str = "budget_observer";
 /// `stock_items` projection's share of the batches it woke.
 const RESTOCK_BUDGET: f64 = 15.0;
 /// Statements per order flow from `POST` to `COMPLETED`: order, stock and payment commands,
-/// the saga's steps, and the orders, payments and stock projections.
-const ORDER_FLOW_BUDGET: f64 = 140.0;
+/// the saga's steps, and the orders, payments and stock projections (110 quiet, 141.5 loaded).
+const ORDER_FLOW_BUDGET: f64 = 200.0;
 /// Statements per `GET` of a stock item.
 const READ_BUDGET: f64 = 2.0;
 
