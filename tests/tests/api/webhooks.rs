@@ -257,8 +257,8 @@ async fn events_reserva_does_not_act_on_are_acknowledged_and_record_nothing() {
     assert_eq!(app.event_count().await, before);
 }
 
-/// A success for the intent of an order placed with `app` (sagas off, so nothing records its
-/// payment unless the test does); returns the payment's id and the signed delivery.
+/// A `payment_intent.succeeded` for an order placed with `app` (sagas off, so nothing records
+/// its payment unless the test does): the payment's id, the order's id and the event's body.
 async fn early_success(app: &TestApp, sku: &str, intent: &str) -> (PaymentId, String, String) {
     app.register_product(sku, 5).await;
     let response = app
