@@ -173,9 +173,14 @@ pub async fn read_positions(
     rows.iter().map(FeedEvent::from_row).collect()
 }
 
-/// Whether committed events after `after` exist that the feed may not hand out yet because an
-/// older transaction is still open. A reader that sees an empty batch and this `true` should
-/// look again soon: the transaction holding it back may end without any event being appended.
+/// Whether committed events after `after` are visible now: events the feed could not hand out
+/// because an older transaction is still open, or events that became readable since the read
+/// that did not return them. Each statement of a READ COMMITTED transaction takes its own
+/// snapshot, so the transaction that held an event back can end between the read and this
+/// check; asking only for events still held back then answered `false`, and the reader went
+/// to sleep with a readable event until the next wake-up or poll. Either way the answer means
+/// the same: look again soon (the transaction holding events back may end without any event
+/// being appended to wake anyone).
 ///
 /// # Errors
 /// Any database error.
@@ -191,7 +196,6 @@ pub async fn held_back(
     let first: Option<i32> = sqlx::query_scalar(
         "SELECT 1 FROM events \
          WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
-           AND transaction_id >= pg_snapshot_xmin(pg_current_snapshot()) \
            AND (cardinality($3::text[]) = 0 OR aggregate_type = ANY($3)) \
          ORDER BY transaction_id, global_position \
          LIMIT 1",

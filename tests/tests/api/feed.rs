@@ -209,3 +209,27 @@ async fn a_late_committing_transaction_is_never_skipped() {
         .unwrap();
     assert_eq!(parked, 0);
 }
+
+/// A reader that found nothing to read asks `held_back` whether to look again. Its answer
+/// must be yes for any committed event after the checkpoint, not only for one still behind an
+/// open transaction: the two statements see different snapshots, and the transaction that
+/// held the event back during the read can have ended before the check, leaving a readable
+/// event that no wake-up will announce (a runner went to sleep until its next poll).
+#[tokio::test]
+async fn an_event_readable_by_the_time_of_the_check_still_means_look_again() {
+    // Arrange: one committed event, no transaction open in this database.
+    let database = fresh_database(4).await;
+    let pool = &database.pool;
+    commands::MIGRATOR.run(pool).await.unwrap();
+    let event = append_registration(&mut pool.acquire().await.unwrap(), "FEED-AGAIN").await;
+    let mut conn = pool.acquire().await.unwrap();
+
+    // Act + Assert: before the event, look again; at it, nothing more.
+    assert!(
+        feed::held_back(&mut conn, Checkpoint::START, &[])
+            .await
+            .unwrap(),
+        "a committed event after the checkpoint must send the reader back to the feed"
+    );
+    assert!(!feed::held_back(&mut conn, event, &[]).await.unwrap());
+}
