@@ -23,6 +23,7 @@ mod openapi;
 mod orders_and_bookings;
 mod per_caller;
 mod plans;
+mod pool;
 mod projections;
 mod rate_limits;
 mod read_models;
