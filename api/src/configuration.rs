@@ -1,6 +1,8 @@
 //! Typed settings, read once from the environment with defaults in code.
 
 use commands::audit::AuditKey;
+
+use crate::integration::NatsSettings;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::path::PathBuf;
@@ -74,6 +76,8 @@ pub struct Settings {
     /// `RESERVA_SNAPSHOTS__EVERY` (default `500`, `0` off): a snapshot of an aggregate each
     /// time its stream grows by this many events, so a best-seller's cold load stays short.
     pub snapshot_every: usize,
+    /// Integration events to NATS JetStream; `None` (no `NATS_URL`) publishes none.
+    pub nats: Option<NatsSettings>,
 }
 
 /// Where the audit key comes from, and how often checkpoints are signed.
@@ -303,8 +307,40 @@ impl Settings {
             .filter(|interval| !interval.is_zero()),
             audit: AuditSettings::from_env()?,
             snapshot_every: var("RESERVA_SNAPSHOTS__EVERY", 500)?,
+            nats: nats_from_env()?,
         })
     }
+}
+
+/// `NATS_URL`, `RESERVA_NATS__PREFIX` and `RESERVA_NATS__REPLICAS`: `None` when the URL is
+/// unset or empty.
+fn nats_from_env() -> Result<Option<NatsSettings>, ConfigError> {
+    let url = match std::env::var("NATS_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => return Ok(None),
+    };
+    let prefix = var("RESERVA_NATS__PREFIX", String::new())?;
+    if !prefix
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(ConfigError {
+            variable: "RESERVA_NATS__PREFIX",
+            message: format!("{prefix:?}: letters, digits, '-' and '_' only"),
+        });
+    }
+    let replicas = var("RESERVA_NATS__REPLICAS", 1)?;
+    if !(1..=5).contains(&replicas) {
+        return Err(ConfigError {
+            variable: "RESERVA_NATS__REPLICAS",
+            message: format!("{replicas}: JetStream keeps 1 to 5 copies"),
+        });
+    }
+    Ok(Some(NatsSettings {
+        url,
+        prefix,
+        replicas,
+    }))
 }
 
 /// Opens the service's pool.

@@ -14,6 +14,7 @@
 //! - [`operate`]: the operator subcommands (rebuild, projections and their verify, dead
 //!   letters); [`rebuilds`]: rebuilds started over HTTP; [`verifier`]: the periodic verify;
 //!   [`seed`]: demo data.
+//! - [`integration`]: integration events published to NATS JetStream.
 //! - [`audit`]: the `audit` and `replay` subcommands; [`checkpointer`]: the periodic signing of
 //!   audit checkpoints.
 //!
@@ -30,6 +31,7 @@ pub mod correlation;
 pub mod database;
 pub mod extract;
 pub mod idempotency;
+pub mod integration;
 pub mod metrics;
 pub mod openapi;
 pub mod operate;

@@ -1,5 +1,6 @@
 //! The background work of a server, beside its HTTP workers: the projections, the order and
-//! booking sagas, the deadline job, the wake-up relays and the periodic verify.
+//! booking sagas, the deadline job, the wake-up relays, the periodic verify and the
+//! integration-event publisher.
 //!
 //! Every task runs under one shutdown primitive, tokio-util's [`CancellationToken`] and
 //! [`TaskTracker`] (as mini-redis threads its `Shutdown`), in three stages stopped in
@@ -24,6 +25,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::checkpointer;
 use crate::configuration::Settings;
+use crate::integration::Publisher;
 use crate::verifier::{self, Verifications};
 
 /// One group of tasks stopped together.
@@ -76,6 +78,7 @@ pub struct Workers {
     sagas: Stage,
     projections: Stage,
     running: Running,
+    /// The sagas' runners and the integration-event publisher's (aborted with the rest).
     saga_runners: Vec<SubscriptionHandle>,
     signal: FeedSignal,
 }
@@ -103,13 +106,26 @@ impl Workers {
             &projections.stop,
             &projections.tracker,
         );
-        let saga_runners = match gateway {
+        let mut saga_runners = match gateway {
             Some(gateway) => vec![
                 saga::<OrderSaga>(bus, pool, Arc::clone(&gateway), &options, &sagas),
                 saga::<BookingSaga>(bus, pool, gateway, &options, &sagas),
             ],
             None => Vec::new(),
         };
+        if let Some(nats) = &settings.nats {
+            // With the projections: it issues no commands, and stopping it last publishes the
+            // events the sagas appended while they stopped.
+            saga_runners.push(
+                Subscription::new(
+                    Arc::new(Publisher::new(nats.clone())),
+                    pool.clone(),
+                    signal.clone(),
+                    options.clone(),
+                )
+                .spawn_under(&projections.stop, &projections.tracker),
+            );
+        }
         let (job_bus, interval) = (bus.clone(), settings.deadline_interval);
         own.spawn(|stop| deadlines::run_until_cancelled(job_bus, interval, stop));
         if let Some(every) = settings.verify_interval {

@@ -100,6 +100,7 @@ pub async fn spawn_app_on(
         verify_interval: None,
         audit: None,
         snapshot_every: 500,
+        nats: None,
     };
     configure(&mut settings);
     start(settings, std::sync::Arc::new(database)).await

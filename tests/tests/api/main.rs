@@ -17,6 +17,7 @@ mod feed;
 mod gateway;
 mod health;
 mod idempotency;
+mod integration_events;
 mod metrics;
 mod migrations;
 mod openapi;
