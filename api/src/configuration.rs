@@ -2,6 +2,7 @@
 
 use commands::audit::AuditKey;
 
+use crate::cli::InstanceRole;
 use crate::integration::NatsSettings;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -78,6 +79,8 @@ pub struct Settings {
     pub snapshot_every: usize,
     /// Integration events to NATS JetStream; `None` (no `NATS_URL`) publishes none.
     pub nats: Option<NatsSettings>,
+    /// `reserva serve --role` (or `RESERVA_ROLE`; default `all`): what this instance runs.
+    pub role: InstanceRole,
 }
 
 /// Where the audit key comes from, and how often checkpoints are signed.
@@ -308,6 +311,8 @@ impl Settings {
             audit: AuditSettings::from_env()?,
             snapshot_every: var("RESERVA_SNAPSHOTS__EVERY", 500)?,
             nats: nats_from_env()?,
+            // `reserva serve --role` sets it (clap reads RESERVA_ROLE there).
+            role: InstanceRole::All,
         })
     }
 }

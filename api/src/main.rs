@@ -43,11 +43,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         println!("{}", cli::token(sub, *role, *ttl)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let settings = Settings::from_env().context("reading configuration")?;
+    let mut settings = Settings::from_env().context("reading configuration")?;
+    if let Command::Serve { role } = &cli.command {
+        settings.role = *role;
+    }
     let db = database::open(&settings).await?;
     let mut code = ExitCode::SUCCESS;
     let result = match cli.command {
-        Command::Serve => serve(&settings, &db).await,
+        Command::Serve { .. } => serve(&settings, &db).await,
         Command::Migrate { revert_all } => migrate(&db, revert_all).await,
         Command::Rebuild { name, all } => {
             migrated(&db).await?;
@@ -166,7 +169,7 @@ async fn serve(settings: &Settings, db: &database::Database) -> anyhow::Result<(
         );
     }
     let app = Application::build(settings, db.pool.clone()).context("binding the HTTP port")?;
-    tracing::info!(port = app.port(), "reserva listening");
+    tracing::info!(port = app.port(), role = settings.role.as_str(), "reserva listening");
     app.run_until_stopped().await.context("serving HTTP")
 }
 

@@ -97,14 +97,25 @@ pub async fn scrape(pool: &PgPool, handle: &PrometheusHandle) -> String {
     handle.render()
 }
 
-/// The sampled gauges: projections (lag, position, dead letters, stock), the sagas'
-/// subscriptions, and `reserva_saga_instances{saga,state}` for every saga and state (zero for
+/// The sampled gauges: projections (lag, position, dead letters, stock), the sagas' and the
+/// integration-event publisher's subscriptions, and `reserva_saga_instances{saga,state}` for every saga and state (zero for
 /// states no saga is in, so a drained state drops to 0 instead of keeping its last value).
 async fn sample(pool: &PgPool) -> Result<(), sqlx::Error> {
     projections::status::sample_once(pool).await?;
     let sagas = [OrderSaga::NAME, BookingSaga::NAME];
     for saga in sagas {
         projections::status::sample_subscription(pool, saga).await?;
+    }
+    // The integration-event publisher, once it has run (without NATS it never starts, and a
+    // lag gauge for it would only alarm).
+    let publishing: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM subscriptions WHERE name = $1)")
+            .bind(crate::integration::publisher::NAME)
+            .fetch_one(pool)
+            .await?;
+    if publishing {
+        projections::status::sample_subscription(pool, crate::integration::publisher::NAME)
+            .await?;
     }
     let mut counts: HashMap<(String, String), i64> = commands::sagas::store::count_by_state(pool)
         .await?

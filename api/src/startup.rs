@@ -17,7 +17,7 @@ use tracing_actix_web::TracingLogger;
 use crate::auth::Authenticator;
 use crate::configuration::{GatewaySettings, Settings};
 use crate::rebuilds::Rebuilds;
-use crate::state::{AppState, Ttl};
+use crate::state::{AppState, Instance, Ttl};
 use crate::verifier::Verifications;
 use crate::workers::Workers;
 use crate::{correlation, metrics, rate_limit, routes, telemetry};
@@ -62,19 +62,17 @@ impl Application {
         let bus = CommandBus::new(pool.clone()).with_snapshots(SnapshotPolicy {
             every: settings.snapshot_every,
         });
-        let gateway = if settings.sagas {
+        let gateway = if settings.sagas && settings.role.runs_workers() {
             Some(payment_gateway(settings, port)?)
         } else {
             None
         };
         let verifications = Verifications::default();
-        let workers = Arc::new(Workers::start(
-            settings,
-            &pool,
-            &bus,
-            gateway,
-            &verifications,
-        ));
+        let workers = Arc::new(if settings.role.runs_workers() {
+            Workers::start(settings, &pool, &bus, gateway, &verifications)
+        } else {
+            Workers::none(&bus)
+        });
         let shutdown = Shutdown {
             requested: CancellationToken::new(),
             stopped: CancellationToken::new(),
@@ -94,6 +92,15 @@ impl Application {
             webhook_wait: settings.webhook_wait,
             ready_max_lag_events: settings.ready_max_lag_events,
             metrics: metrics::handle(),
+            instance: Instance {
+                role: settings.role.as_str(),
+                rate_limits: if settings.rate_limits.is_some() {
+                    "per_process"
+                } else {
+                    "off"
+                },
+                integration_events: settings.nats.is_some() && settings.role.runs_workers(),
+            },
         });
         let server = http_server(settings, listener, state, &shutdown)?;
         Ok(Self {
@@ -161,6 +168,7 @@ fn http_server(
     let guards = routes::Guards {
         windows: rate_limit::Windows::default(),
         limits: settings.rate_limits,
+        serves_api: settings.role.serves_api(),
     };
     let authenticator = web::Data::new(Authenticator::new(settings.auth.as_ref()));
     let server = HttpServer::new(move || {

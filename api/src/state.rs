@@ -34,6 +34,21 @@ pub struct AppState {
     pub ready_max_lag_events: u64,
     /// Renders `GET /metrics`.
     pub metrics: PrometheusHandle,
+    /// What this instance runs, as `GET /health/ready` reports it.
+    pub instance: Instance,
+}
+
+/// What this instance runs and what it shares with the others, for operators comparing
+/// instances behind one load balancer (`GET /health/ready`'s `instance` check).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Instance {
+    /// `api`, `workers` or `all` (`reserva serve --role`).
+    pub role: &'static str,
+    /// `off`, `per_process` (each instance grants the whole budget) or `shared` (counted in
+    /// Redis across instances).
+    pub rate_limits: &'static str,
+    /// Whether this instance publishes integration events (when it holds the lease).
+    pub integration_events: bool,
 }
 
 /// How long an unpaid order or booking keeps what it holds.

@@ -149,6 +149,19 @@ impl Workers {
         }
     }
 
+    /// No background work at all (`reserva serve --role api`): readers wait on the stored
+    /// checkpoints, which the instances running the work move.
+    pub fn none(bus: &CommandBus) -> Self {
+        Self {
+            own: Stage::default(),
+            sagas: Stage::default(),
+            projections: Stage::default(),
+            running: Running::default(),
+            saga_runners: Vec::new(),
+            signal: bus.feed_signal().clone(),
+        }
+    }
+
     /// This process's runner of projection `name`, when it runs one: what it has committed
     /// and the signal that nudges it.
     pub fn local(&self, name: &str) -> Option<wait::Local> {

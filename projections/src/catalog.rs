@@ -68,6 +68,7 @@ pub fn start_under(
 }
 
 /// The projections this process runs; dropping it stops them.
+#[derive(Default)]
 pub struct Running {
     handles: Vec<SubscriptionHandle>,
 }

@@ -101,6 +101,7 @@ pub async fn spawn_app_on(
         audit: None,
         snapshot_every: 500,
         nats: None,
+        role: api::cli::InstanceRole::All,
     };
     configure(&mut settings);
     start(settings, std::sync::Arc::new(database)).await

@@ -35,7 +35,8 @@ pub struct HealthStatus {
     #[schema(example = "ok")]
     status: &'static str,
     /// `ready` only: each check (`database`, `migrations`, `projections`) with `ok` and what
-    /// it saw.
+    /// it saw, and `instance`: this instance's role, whether its rate limits are shared, and
+    /// whether it publishes integration events.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     checks: Option<serde_json::Value>,
@@ -80,6 +81,13 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
                 value: json!({}),
             },
             Err(error) => Check::failing(error.to_string()),
+        },
+    );
+    checks.insert(
+        "instance",
+        Check {
+            ok: true,
+            value: json!(state.instance),
         },
     );
     if checks["database"].ok {

@@ -67,26 +67,31 @@ pub struct Guards {
     pub windows: Windows,
     /// The budgets; `None` turns limiting off.
     pub limits: Option<RateLimits>,
+    /// `false` on a `--role workers` instance: only probes, `/metrics` and `/webhooks/stripe`
+    /// (its simulated gateway delivers there, and Stripe may be pointed at any instance).
+    pub serves_api: bool,
 }
 
 /// Registers every route under its policy.
 pub fn configure(cfg: &mut web::ServiceConfig, guards: &Guards) {
     cfg.app_data(web::QueryConfig::default().error_handler(|error, _| {
         ApiError::bad_request("malformed_query", error.to_string()).into()
-    }))
-    .service(api(guards))
-    .service(admin_scope(guards))
-    .service(resource("/metrics").get(admin::metrics))
+    }));
+    if guards.serves_api {
+        cfg.service(api(guards))
+            .service(admin_scope(guards))
+            // GET /openapi.json and the Swagger UI at /docs/ (/docs redirects there).
+            .service(web::redirect("/docs", "/docs/"))
+            .service(crate::openapi::service());
+    }
+    cfg.service(resource("/metrics").get(admin::metrics))
     .service(
         resource("/webhooks/stripe")
             .app_data(web::PayloadConfig::new(webhooks::MAX_BODY))
             .post(webhooks::stripe),
     )
     .service(web::resource("/health/live").get(health::live))
-    .service(web::resource("/health/ready").get(health::ready))
-    // GET /openapi.json and the Swagger UI at /docs/ (/docs redirects there).
-    .service(web::redirect("/docs", "/docs/"))
-    .service(crate::openapi::service());
+    .service(web::resource("/health/ready").get(health::ready));
 }
 
 /// A guarded scope: the last `wrap` runs first, so the caller is verified before its budget
