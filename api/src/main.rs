@@ -169,7 +169,11 @@ async fn serve(settings: &Settings, db: &database::Database) -> anyhow::Result<(
         );
     }
     let app = Application::build(settings, db.pool.clone()).context("binding the HTTP port")?;
-    tracing::info!(port = app.port(), role = settings.role.as_str(), "reserva listening");
+    tracing::info!(
+        port = app.port(),
+        role = settings.role.as_str(),
+        "reserva listening"
+    );
     app.run_until_stopped().await.context("serving HTTP")
 }
 

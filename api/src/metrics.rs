@@ -114,8 +114,7 @@ async fn sample(pool: &PgPool) -> Result<(), sqlx::Error> {
             .fetch_one(pool)
             .await?;
     if publishing {
-        projections::status::sample_subscription(pool, crate::integration::publisher::NAME)
-            .await?;
+        projections::status::sample_subscription(pool, crate::integration::publisher::NAME).await?;
     }
     let mut counts: HashMap<(String, String), i64> = commands::sagas::store::count_by_state(pool)
         .await?

@@ -155,6 +155,16 @@ impl TestApp {
 }
 
 impl TestApp {
+    /// Starts a second server on this one's database with settings adjusted by `configure`
+    /// (both keep running): another instance, as a deployment of several would have.
+    pub async fn another_instance(&self, configure: impl FnOnce(&mut Settings)) -> TestApp {
+        let mut settings = self.settings.clone();
+        configure(&mut settings);
+        start(settings, std::sync::Arc::clone(&self._database)).await
+    }
+}
+
+impl TestApp {
     /// Shuts this server down as SIGTERM would (requests drained, background work stopped
     /// after its batch) and starts a new one on the same database with the same settings, on
     /// a new port.

@@ -91,6 +91,20 @@ pub async fn fresh_database_on(server: PgConnectOptions, max_connections: u32) -
     TestDatabase { pool, name, server }
 }
 
+impl TestDatabase {
+    /// A URL of this database, for a `reserva` process the test starts (trust auth: no
+    /// password).
+    pub fn url(&self) -> String {
+        format!(
+            "postgres://{}@{}:{}/{}",
+            self.server.get_username(),
+            self.server.get_host(),
+            self.server.get_port(),
+            self.name
+        )
+    }
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         let database = std::mem::take(&mut self.name);

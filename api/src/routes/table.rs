@@ -85,13 +85,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, guards: &Guards) {
             .service(crate::openapi::service());
     }
     cfg.service(resource("/metrics").get(admin::metrics))
-    .service(
-        resource("/webhooks/stripe")
-            .app_data(web::PayloadConfig::new(webhooks::MAX_BODY))
-            .post(webhooks::stripe),
-    )
-    .service(web::resource("/health/live").get(health::live))
-    .service(web::resource("/health/ready").get(health::ready));
+        .service(
+            resource("/webhooks/stripe")
+                .app_data(web::PayloadConfig::new(webhooks::MAX_BODY))
+                .post(webhooks::stripe),
+        )
+        .service(web::resource("/health/live").get(health::live))
+        .service(web::resource("/health/ready").get(health::ready));
 }
 
 /// A guarded scope: the last `wrap` runs first, so the caller is verified before its budget

@@ -17,6 +17,7 @@ mod feed;
 mod gateway;
 mod health;
 mod idempotency;
+mod instances;
 mod integration_events;
 mod metrics;
 mod migrations;
