@@ -81,6 +81,38 @@ pub struct Settings {
     pub nats: Option<NatsSettings>,
     /// `reserva serve --role` (or `RESERVA_ROLE`; default `all`): what this instance runs.
     pub role: InstanceRole,
+    /// Where rate-limit windows are counted across instances; `None` (no `REDIS_URL`)
+    /// counts them in each process.
+    pub shared_rate_limits: Option<SharedRateLimits>,
+}
+
+/// Rate-limit windows in Redis, shared by every instance.
+#[derive(Debug, Clone)]
+pub struct SharedRateLimits {
+    /// `REDIS_URL`, e.g. `redis://127.0.0.1:6379/0`.
+    pub url: String,
+    /// `RESERVA_RATE_LIMIT__REDIS_PREFIX` (default `reserva:rl:`): the start of every key, so
+    /// deployments sharing one Redis keep separate budgets.
+    pub prefix: String,
+}
+
+impl SharedRateLimits {
+    fn from_env() -> Result<Option<Self>, ConfigError> {
+        let url = match std::env::var("REDIS_URL") {
+            Ok(url) if !url.is_empty() => url,
+            _ => return Ok(None),
+        };
+        if let Err(error) = redis::Client::open(url.as_str()) {
+            return Err(ConfigError {
+                variable: "REDIS_URL",
+                message: error.to_string(),
+            });
+        }
+        Ok(Some(Self {
+            url,
+            prefix: var("RESERVA_RATE_LIMIT__REDIS_PREFIX", "reserva:rl:".to_owned())?,
+        }))
+    }
 }
 
 /// Where the audit key comes from, and how often checkpoints are signed.
@@ -313,6 +345,7 @@ impl Settings {
             nats: nats_from_env()?,
             // `reserva serve --role` sets it (clap reads RESERVA_ROLE there).
             role: InstanceRole::All,
+            shared_rate_limits: SharedRateLimits::from_env()?,
         })
     }
 }

@@ -1,8 +1,10 @@
-//! Per-client request budgets: fixed one-minute windows counted in memory.
+//! Per-client request budgets: fixed one-minute windows, counted in memory or, shared by every
+//! instance, in Redis.
 //!
 //! Built on `actix-extensible-rate-limit`: its [`RateLimiter`] middleware and its
-//! [`InMemoryBackend`] (a fixed window per key in a `DashMap`) do the counting; this module
-//! decides who the client is, which budgets a request spends from, and how a refusal looks.
+//! [`InMemoryBackend`] (a fixed window per key in a `DashMap`) or [`RedisBackend`] (the same
+//! window as one Redis key, incremented atomically) do the counting; this module decides who
+//! the client is, which budgets a request spends from, and how a refusal looks.
 //!
 //! - **Client**: the verified token subject (the [`Caller`] the auth middleware left in the
 //!   request's extensions, so auth must run before the limiters), else the socket peer's IP
@@ -18,9 +20,14 @@
 //!   (seconds until the window resets) describe the budget with the fewest requests left, the
 //!   one that will refuse first (the route budget on a tie); a 429 describes the budget that
 //!   refused and adds `retry-after`.
-//! - Counts live in this process: with several replicas each grants the full budget.
+//! - **Where the counts live**: in this process by default, so with several instances each
+//!   grants the full budget; with `REDIS_URL` in Redis, so the budget holds across all of them.
+//!   When Redis does not answer (within [`REDIS_TIMEOUT`]) a request is let through uncounted
+//!   and `reserva_rate_limit_backend_errors_total` counts it: a limiter outage must not become
+//!   an API outage.
 
 use actix_extensible_rate_limit::backend::memory::InMemoryBackend;
+use actix_extensible_rate_limit::backend::redis::RedisBackend;
 use actix_extensible_rate_limit::backend::{Backend, Decision, SimpleInput, SimpleOutput};
 use actix_extensible_rate_limit::{HeaderCompatibleOutput, RateLimiter};
 use actix_web::dev::ServiceRequest;
@@ -38,6 +45,9 @@ use crate::problem::ApiError;
 
 /// Length of every window.
 const WINDOW: Duration = Duration::from_secs(60);
+
+/// The longest a request waits for Redis (connecting or counting) before it passes uncounted.
+pub const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
 
 const LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
 const REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
@@ -118,7 +128,8 @@ pub struct Status {
     output: SimpleOutput,
 }
 
-/// The windows of every budget, shared by a server's workers.
+/// The windows of every budget, shared by a server's workers (and, with Redis, by every
+/// instance).
 ///
 /// The crate's in-memory backend spawns its sweeper (which drops ended windows) with
 /// `actix_web::rt::spawn`, which only works on an actix worker thread, so it is created by
@@ -126,25 +137,87 @@ pub struct Status {
 /// backend stops its sweeper when any copy of it is dropped, and the middleware copies the
 /// backend for every request.
 #[derive(Clone, Default)]
-pub struct Windows(Arc<OnceLock<Counter>>);
+pub struct Windows {
+    memory: Arc<OnceLock<Arc<InMemoryBackend>>>,
+    shared: Option<Arc<SharedWindows>>,
+}
+
+/// Windows kept in Redis: connected on first use (the service starts whether or not Redis
+/// answers), reconnected by the connection manager after a failure.
+pub struct SharedWindows {
+    client: redis::Client,
+    prefix: String,
+    backend: tokio::sync::OnceCell<RedisBackend>,
+}
+
+impl SharedWindows {
+    async fn backend(&self) -> Result<&RedisBackend, String> {
+        self.backend
+            .get_or_try_init(|| async {
+                let manager = tokio::time::timeout(
+                    REDIS_TIMEOUT,
+                    redis::aio::ConnectionManager::new(self.client.clone()),
+                )
+                .await
+                .map_err(|_| "connecting timed out".to_owned())?
+                .map_err(|e| e.to_string())?;
+                Ok(RedisBackend::builder(manager)
+                    .key_prefix(Some(&self.prefix))
+                    .build())
+            })
+            .await
+    }
+
+    async fn request(
+        &self,
+        input: SimpleInput,
+    ) -> Result<(Decision, SimpleOutput, String), String> {
+        let backend = self.backend().await?;
+        tokio::time::timeout(REDIS_TIMEOUT, backend.request(input))
+            .await
+            .map_err(|_| "counting timed out".to_owned())?
+            .map_err(|e| e.to_string())
+    }
+}
 
 impl Windows {
+    /// Windows in Redis at `url` (`redis://host:port/db`), under keys starting with `prefix`.
+    ///
+    /// # Errors
+    /// The URL does not parse.
+    pub fn shared(url: &str, prefix: &str) -> Result<Self, redis::RedisError> {
+        Ok(Self {
+            memory: Arc::default(),
+            shared: Some(Arc::new(SharedWindows {
+                client: redis::Client::open(url)?,
+                prefix: prefix.to_owned(),
+                backend: tokio::sync::OnceCell::new(),
+            })),
+        })
+    }
+
     fn counter(&self) -> Counter {
-        self.0
-            .get_or_init(|| {
-                Counter(Arc::new(
-                    InMemoryBackend::builder()
-                        .with_gc_interval(Some(WINDOW))
-                        .build(),
-                ))
-            })
-            .clone()
+        if let Some(shared) = &self.shared {
+            return Counter::Shared(Arc::clone(shared));
+        }
+        Counter::Memory(Arc::clone(self.memory.get_or_init(|| {
+            Arc::new(
+                InMemoryBackend::builder()
+                    .with_gc_interval(Some(WINDOW))
+                    .build(),
+            )
+        })))
     }
 }
 
 /// The backend the limiters use: requests without a charge pass uncounted.
 #[derive(Clone)]
-pub struct Counter(Arc<InMemoryBackend>);
+pub enum Counter {
+    /// This process's windows.
+    Memory(Arc<InMemoryBackend>),
+    /// Every instance's windows, in Redis.
+    Shared(Arc<SharedWindows>),
+}
 
 impl Backend<Option<Charge>> for Counter {
     type Output = Option<Status>;
@@ -158,14 +231,34 @@ impl Backend<Option<Charge>> for Counter {
         let Some(Charge { limit, input }) = charge else {
             return Ok((Decision::Allowed, None, None));
         };
-        let (decision, output, token) = self.0.request(input).await?;
+        let (decision, output, token) = match self {
+            Self::Memory(memory) => memory.request(input).await?,
+            Self::Shared(shared) => match shared.request(input).await {
+                Ok(counted) => counted,
+                Err(error) => {
+                    tracing::warn!(%error, "rate limit not counted: Redis unavailable");
+                    metrics::counter!("reserva_rate_limit_backend_errors_total").increment(1);
+                    return Ok((Decision::Allowed, None, None));
+                }
+            },
+        };
         Ok((decision, Some(Status { limit, output }), Some(token)))
     }
 
     async fn rollback(&self, token: Option<String>) -> Result<(), Infallible> {
-        match token {
-            Some(token) => self.0.rollback(token).await,
-            None => Ok(()),
+        let Some(token) = token else {
+            return Ok(());
+        };
+        match self {
+            Self::Memory(memory) => memory.rollback(token).await,
+            Self::Shared(shared) => {
+                if let Ok(backend) = shared.backend().await
+                    && let Err(error) = backend.rollback(token).await
+                {
+                    tracing::debug!(%error, "rate limit not given back: Redis unavailable");
+                }
+                Ok(())
+            }
         }
     }
 }

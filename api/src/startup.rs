@@ -94,10 +94,10 @@ impl Application {
             metrics: metrics::handle(),
             instance: Instance {
                 role: settings.role.as_str(),
-                rate_limits: if settings.rate_limits.is_some() {
-                    "per_process"
-                } else {
-                    "off"
+                rate_limits: match (&settings.rate_limits, &settings.shared_rate_limits) {
+                    (None, _) => "off",
+                    (Some(_), None) => "per_process",
+                    (Some(_), Some(_)) => "shared",
                 },
                 integration_events: settings.nats.is_some() && settings.role.runs_workers(),
             },
@@ -165,8 +165,13 @@ fn http_server(
     state: web::Data<AppState>,
     shutdown: &Shutdown,
 ) -> std::io::Result<Server> {
+    let windows = match &settings.shared_rate_limits {
+        Some(shared) => rate_limit::Windows::shared(&shared.url, &shared.prefix)
+            .map_err(std::io::Error::other)?,
+        None => rate_limit::Windows::default(),
+    };
     let guards = routes::Guards {
-        windows: rate_limit::Windows::default(),
+        windows,
         limits: settings.rate_limits,
         serves_api: settings.role.serves_api(),
     };

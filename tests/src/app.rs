@@ -102,6 +102,7 @@ pub async fn spawn_app_on(
         snapshot_every: 500,
         nats: None,
         role: api::cli::InstanceRole::All,
+        shared_rate_limits: None,
     };
     configure(&mut settings);
     start(settings, std::sync::Arc::new(database)).await

@@ -21,10 +21,12 @@
 //! - `waiting`: [`eventually`], [`feed_end`], [`wait_until_caught_up`] and
 //!   [`TestApp::catch_up`].
 //! - `fake_stripe`: [`FakeStripe`] (see above).
+//! - `process`: [`ServeProcess`], the real `reserva serve` as a child process.
 
 mod app;
 mod database;
 pub mod fake_stripe;
+mod process;
 mod requests;
 mod store;
 mod waiting;
@@ -35,6 +37,7 @@ pub use app::{
 };
 pub use database::{TestDatabase, counting_server, fresh_database, fresh_database_on, server};
 pub use fake_stripe::FakeStripe;
+pub use process::ServeProcess;
 pub use requests::register_product_command;
 pub use store::StoredEvent;
 pub use waiting::{eventually, feed_end, stored_checkpoint, wait_until_caught_up};

@@ -6,79 +6,17 @@
 
 use api::operate;
 use serde_json::{Value, json};
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::process::Stdio;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tests::{TestDatabase, eventually, fresh_database, spawn_app_with};
-use tokio::process::{Child, Command};
+use tests::{FakeStripe, ServeProcess, WEBHOOK_SECRET, eventually, fresh_database, spawn_app_with};
 use uuid::Uuid;
 
 const PRODUCTS: usize = 6;
 const UNITS: u32 = 12;
 const SEATS: u32 = 16;
 const CLIENTS: usize = 12;
-
-/// The `reserva` binary cargo built beside this test binary (`target/<profile>/reserva`).
-fn reserva_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps");
-    let binary = profile_dir.join("reserva");
-    assert!(
-        binary.exists(),
-        "{} is missing: `cargo test --workspace` builds it",
-        binary.display()
-    );
-    binary
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-/// One `reserva serve` process.
-struct Instance {
-    child: Child,
-    address: String,
-}
-
-async fn start_instance(database: &TestDatabase, role: &str) -> Instance {
-    let port = free_port();
-    let child = Command::new(reserva_binary())
-        .args(["serve", "--role", role])
-        .env("DATABASE_URL", database.url())
-        .env("RESERVA_HTTP__PORT", port.to_string())
-        .env("RESERVA_HTTP__WORKERS", "1")
-        .env("RESERVA_DB__MAX_CONNECTIONS", "6")
-        .env("RESERVA_RATE_LIMIT__ENABLED", "false")
-        .env("RESERVA_STRIPE__WEBHOOK_SECRET", "whsec_instances_test")
-        .env("RESERVA_FEED__POLL_INTERVAL_MS", "50")
-        .env("RESERVA_DEADLINES__INTERVAL_MS", "1000")
-        .env_remove("NATS_URL")
-        .env_remove("RESERVA_AUTH__JWT_SECRET")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start reserva serve");
-    let address = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    eventually(&format!("{address} to answer"), || async {
-        let live = http.get(format!("{address}/health/live")).send().await;
-        live.is_ok_and(|r| r.status() == 200).then_some(())
-    })
-    .await;
-    Instance { child, address }
-}
 
 /// Places orders and bookings through the instances in turn until `stop`, skipping an
 /// instance that does not answer; returns what was accepted as `(kind, id)`.
@@ -128,6 +66,44 @@ async fn client(
     placed
 }
 
+/// Stripe's side: each new intent is paid and its `payment_intent.succeeded` delivered,
+/// signed, to a live instance (again after a refusal or a dead instance, as Stripe retries).
+async fn pay_every_intent(fake: Arc<FakeStripe>, live: Arc<RwLock<Vec<String>>>) {
+    let http = reqwest::Client::new();
+    let mut paid = HashSet::new();
+    let mut turn = 0;
+    loop {
+        for intent in fake.intents() {
+            if intent.status == "canceled" || paid.contains(&intent.id) {
+                continue;
+            }
+            let body = fake.succeed(&intent.id);
+            loop {
+                turn += 1;
+                let address = {
+                    let live = live.read().expect("addresses");
+                    live[turn % live.len()].clone()
+                };
+                let signature =
+                    stripe_webhook::Webhook::generate_test_header(&body, WEBHOOK_SECRET, None);
+                let delivered = http
+                    .post(format!("{address}/webhooks/stripe"))
+                    .header("content-type", "application/json")
+                    .header("stripe-signature", signature)
+                    .body(body.clone())
+                    .send()
+                    .await;
+                if delivered.is_ok_and(|r| r.status().is_success()) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            paid.insert(intent.id);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// `count(*)` of a query over the test database.
 async fn count(pool: &sqlx::PgPool, sql: &str) -> i64 {
     sqlx::query_scalar(sql)
@@ -145,17 +121,24 @@ async fn three_processes_share_the_work_and_one_killed_midway_loses_nothing() {
         .run(&database.pool)
         .await
         .expect("migrate");
+    // Payments go to one (fake) Stripe that outlives every instance, as the real one does
+    // (the simulated gateway keeps its intents in the memory of the process that made them).
+    let fake = Arc::new(FakeStripe::start().await);
+    let env = [
+        ("RESERVA_STRIPE__SECRET_KEY", "sk_test_reserva"),
+        ("RESERVA_STRIPE__API_BASE", fake.uri.as_str()),
+    ];
     // The first process starts alone, so it holds every lease (each runner stores its
     // checkpoint row once it runs); the two others stand by until it dies.
-    let mut instances = vec![start_instance(&database, "all").await];
+    let mut instances = vec![ServeProcess::start(&database, "all", &env).await];
     let runners = projections::catalog::names().len() as i64 + 2;
     eventually("the first process runs every subscription", || async {
         let running = count(&database.pool, "SELECT count(*) FROM subscriptions").await;
         (running >= runners).then_some(())
     })
     .await;
-    instances.push(start_instance(&database, "all").await);
-    instances.push(start_instance(&database, "all").await);
+    instances.push(ServeProcess::start(&database, "all", &env).await);
+    instances.push(ServeProcess::start(&database, "all", &env).await);
     let http = reqwest::Client::new();
     let first = instances[0].address.clone();
     for p in 0..PRODUCTS {
@@ -186,13 +169,18 @@ async fn three_processes_share_the_work_and_one_killed_midway_loses_nothing() {
     // midway; the clients carry on against the other two, whose standbys must take over.
     let addresses = Arc::new(instances.iter().map(|i| i.address.clone()).collect());
     let stop = Arc::new(AtomicBool::new(false));
+    // The customers pay: every intent succeeds, announced to whichever instance answers.
+    let live = Arc::new(RwLock::new(
+        instances.iter().map(|i| i.address.clone()).collect(),
+    ));
+    let stripe = tokio::spawn(pay_every_intent(Arc::clone(&fake), Arc::clone(&live)));
     let clients: Vec<_> = (0..CLIENTS)
         .map(|n| tokio::spawn(client(n, Arc::clone(&addresses), Arc::clone(&stop))))
         .collect();
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let mut killed = instances.remove(0);
-    killed.child.start_kill().expect("SIGKILL");
-    killed.child.wait().await.expect("reaped");
+    killed.kill().await;
+    live.write().expect("addresses").remove(0);
     tokio::time::sleep(Duration::from_millis(2_000)).await;
     stop.store(true, Ordering::SeqCst);
     let mut placed = Vec::new();
@@ -204,18 +192,41 @@ async fn three_processes_share_the_work_and_one_killed_midway_loses_nothing() {
     // Assert: every order and booking reaches an end state (the survivors took over the
     // sagas of the killed one) …
     let pool = &database.pool;
-    eventually("every order and booking in an end state", || async {
-        let open = count(
-            pool,
-            "SELECT count(*) FROM saga_instances WHERE state NOT IN \
-             ('completed', 'stock_failed', 'payment_failed', 'cancelled', 'expired', \
-              'refunded')",
-        )
-        .await;
-        let sagas = count(pool, "SELECT count(*) FROM saga_instances").await;
-        (open == 0 && sagas == placed.len() as i64).then_some(())
+    let settled = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let open = count(
+                pool,
+                "SELECT count(*) FROM saga_instances WHERE state NOT IN \
+                 ('completed', 'stock_failed', 'payment_failed', 'cancelled', 'expired', \
+                  'refunded')",
+            )
+            .await;
+            let sagas = count(pool, "SELECT count(*) FROM saga_instances").await;
+            if open == 0 && sagas == placed.len() as i64 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     })
     .await;
+    if settled.is_err() {
+        let states: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT saga_type, state, count(*) FROM saga_instances GROUP BY 1, 2 ORDER BY 1, 2",
+        )
+        .fetch_all(pool)
+        .await
+        .expect("states");
+        let checkpoints: Vec<(String, i64)> =
+            sqlx::query_as("SELECT name, global_position FROM subscriptions ORDER BY 1")
+                .fetch_all(pool)
+                .await
+                .expect("checkpoints");
+        panic!(
+            "not every saga ended in 20 s ({} placed): {states:?}, checkpoints {checkpoints:?}",
+            placed.len()
+        );
+    }
+    stripe.abort();
     // … every projection caught up with the feed, and equal to the events (a doubled or lost
     // projection would show as a difference) …
     let survivor = &instances[0];

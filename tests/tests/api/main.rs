@@ -33,6 +33,7 @@ mod reconcile;
 mod saga_concurrency;
 mod sagas;
 mod seed;
+mod shared_limits;
 mod shutdown;
 mod soak;
 mod stall;
