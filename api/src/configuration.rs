@@ -81,6 +81,9 @@ pub struct Settings {
     pub nats: Option<NatsSettings>,
     /// `reserva serve --role` (or `RESERVA_ROLE`; default `all`): what this instance runs.
     pub role: InstanceRole,
+    /// `RESERVA_DB__READ_URL`: a streaming replica that queries read from (commands, the
+    /// feed and operations stay on the primary); `None` reads from the primary.
+    pub read_url: Option<String>,
     /// Where rate-limit windows are counted across instances; `None` (no `REDIS_URL`)
     /// counts them in each process.
     pub shared_rate_limits: Option<SharedRateLimits>,
@@ -346,6 +349,9 @@ impl Settings {
             // `reserva serve --role` sets it (clap reads RESERVA_ROLE there).
             role: InstanceRole::All,
             shared_rate_limits: SharedRateLimits::from_env()?,
+            read_url: std::env::var("RESERVA_DB__READ_URL")
+                .ok()
+                .filter(|u| !u.is_empty()),
         })
     }
 }
@@ -397,9 +403,28 @@ fn nats_from_env() -> Result<Option<NatsSettings>, ConfigError> {
 /// # Errors
 /// The URL does not parse or the server cannot be reached.
 pub async fn connect_pool(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    let (pool, options) = pool_options(url, max_connections)?;
+    pool.connect_with(options).await
+}
+
+/// A pool on a streaming replica (`RESERVA_DB__READ_URL`) for queries, configured like
+/// [`connect_pool`]'s and connected lazily: a replica that is down when the service starts
+/// fails the queries that need it (503), not the start.
+///
+/// # Errors
+/// The URL does not parse.
+pub fn connect_read_pool(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    let (pool, options) = pool_options(url, max_connections)?;
+    Ok(pool.connect_lazy_with(options))
+}
+
+fn pool_options(
+    url: &str,
+    max_connections: u32,
+) -> Result<(PgPoolOptions, PgConnectOptions), sqlx::Error> {
     let options =
         PgConnectOptions::from_str(url)?.options([("idle_in_transaction_session_timeout", "15s")]);
-    PgPoolOptions::new()
+    let pool = PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
         .test_before_acquire(false)
@@ -410,9 +435,8 @@ pub async fn connect_pool(url: &str, max_connections: u32) -> Result<PgPool, sql
                 }
                 Ok(true)
             })
-        })
-        .connect_with(options)
-        .await
+        });
+    Ok((pool, options))
 }
 
 /// How long a pooled connection may sit idle before it is pinged on its way out.

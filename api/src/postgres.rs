@@ -103,6 +103,69 @@ impl PrivateCluster {
         Ok(cluster)
     }
 
+    /// Starts (creating on first use) a streaming replica of this cluster beside it, in folder
+    /// `name` next to its data: a base backup taken with `-R`, so it follows the primary at
+    /// once. For the tests and local trials of `RESERVA_DB__READ_URL`; a deployment's
+    /// replicas are its operators' (see `docs/operations.md`).
+    ///
+    /// # Errors
+    /// The backup or the start failed.
+    pub async fn start_replica(&self, name: &str) -> Result<Self, ClusterError> {
+        let dir = self
+            .data_dir
+            .parent()
+            .map_or_else(|| PathBuf::from(name), |parent| parent.join(name));
+        std::fs::create_dir_all(&dir)?;
+        let mut replica = Self {
+            bin_dir: self.bin_dir.clone(),
+            data_dir: dir.join("pgdata"),
+            port: 0,
+            as_postgres_user: self.as_postgres_user,
+        };
+        if replica.as_postgres_user {
+            replica
+                .run_plain("chown", &["-R", "postgres:postgres", &path_str(&dir)])
+                .await?;
+        }
+        if !replica.data_dir.join("PG_VERSION").exists() {
+            let data = path_str(&replica.data_dir);
+            let port = self.port.to_string();
+            replica
+                .run_pg(
+                    "pg_basebackup",
+                    &[
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        &port,
+                        "-U",
+                        "postgres",
+                        "-D",
+                        &data,
+                        "-R",
+                        "-X",
+                        "stream",
+                        "--no-sync",
+                    ],
+                )
+                .await?;
+        }
+        replica.register()?;
+        replica.spawn_watchdog()?;
+        if let Some(port) = replica.running_port() {
+            replica.port = port;
+            return Ok(replica);
+        }
+        replica.port = free_port()?;
+        let options = ClusterOptions {
+            durable: true,
+            max_connections: 100,
+            statement_statistics: false,
+        };
+        replica.pg_ctl_start(options).await?;
+        Ok(replica)
+    }
+
     /// URL of the `postgres` database, for creating others.
     pub fn admin_url(&self) -> String {
         self.url("postgres")

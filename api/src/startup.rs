@@ -20,7 +20,7 @@ use crate::rebuilds::Rebuilds;
 use crate::state::{AppState, Instance, Ttl};
 use crate::verifier::Verifications;
 use crate::workers::Workers;
-use crate::{correlation, metrics, rate_limit, routes, telemetry};
+use crate::{configuration, correlation, metrics, rate_limit, routes, telemetry};
 
 /// A bound, not yet running, server: the HTTP server and its background work.
 pub struct Application {
@@ -77,9 +77,16 @@ impl Application {
             requested: CancellationToken::new(),
             stopped: CancellationToken::new(),
         };
+        let read_pool = match &settings.read_url {
+            Some(url) => configuration::connect_read_pool(url, settings.db_max_connections)
+                .map_err(std::io::Error::other)?,
+            None => pool.clone(),
+        };
         let state = web::Data::new(AppState {
             bus: bus.clone(),
             pool,
+            read_pool,
+            reads_from_replica: settings.read_url.is_some(),
             workers: Arc::clone(&workers),
             rebuilds: Rebuilds::default(),
             verifications,

@@ -14,8 +14,13 @@ use crate::workers::Workers;
 pub struct AppState {
     /// Commands go through it.
     pub bus: CommandBus,
-    /// Queries read read models through it.
+    /// The primary: commands, operations, audit, and queries when no replica is set.
     pub pool: PgPool,
+    /// Queries of read models: a streaming replica when `RESERVA_DB__READ_URL` is set (then a
+    /// `min_position` wait watches the replica's copy of the checkpoints), else `pool`.
+    pub read_pool: PgPool,
+    /// Whether `read_pool` is a replica.
+    pub reads_from_replica: bool,
     /// The background work of this process (its projections report their progress).
     pub workers: Arc<Workers>,
     /// Rebuilds started over HTTP.

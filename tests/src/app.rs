@@ -69,6 +69,15 @@ pub async fn spawn_app_on(
     server: sqlx::postgres::PgConnectOptions,
     configure: impl FnOnce(&mut Settings),
 ) -> TestApp {
+    spawn_app_on_database(server, |settings, _| configure(settings)).await
+}
+
+/// Like [`spawn_app_on`], with the new database at hand while the settings are adjusted (a
+/// replica's URL of it, say).
+pub async fn spawn_app_on_database(
+    server: sqlx::postgres::PgConnectOptions,
+    configure: impl FnOnce(&mut Settings, &TestDatabase),
+) -> TestApp {
     LazyLock::force(&TRACING);
     let database = fresh_database_on(server, 16).await;
     let pool = database.pool.clone();
@@ -103,8 +112,9 @@ pub async fn spawn_app_on(
         nats: None,
         role: api::cli::InstanceRole::All,
         shared_rate_limits: None,
+        read_url: None,
     };
-    configure(&mut settings);
+    configure(&mut settings, &database);
     start(settings, std::sync::Arc::new(database)).await
 }
 

@@ -92,6 +92,11 @@ pub async fn fresh_database_on(server: PgConnectOptions, max_connections: u32) -
 }
 
 impl TestDatabase {
+    /// The database's name (the same on a replica of its server).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// A URL of this database, for a `reserva` process the test starts (trust auth: no
     /// password).
     pub fn url(&self) -> String {

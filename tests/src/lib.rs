@@ -32,8 +32,8 @@ mod store;
 mod waiting;
 
 pub use app::{
-    JWT_SECRET, TestApp, WEBHOOK_SECRET, spawn_app, spawn_app_on, spawn_app_with,
-    spawn_app_with_auth, spawn_app_without_sagas,
+    JWT_SECRET, TestApp, WEBHOOK_SECRET, spawn_app, spawn_app_on, spawn_app_on_database,
+    spawn_app_with, spawn_app_with_auth, spawn_app_without_sagas,
 };
 pub use database::{TestDatabase, counting_server, fresh_database, fresh_database_on, server};
 pub use fake_stripe::FakeStripe;

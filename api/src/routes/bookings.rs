@@ -154,7 +154,7 @@ pub async fn get_booking(
     let id = path_uuid(&path)?;
     settle(&state, &params, &["bookings", "payments"]).await?;
     found(
-        queries::booking(&state.pool, id, state.read_wait)
+        queries::booking(&state.read_pool, id, state.read_wait)
             .await?
             .map(BookingView::from)
             .filter(|booking| access.may_act_for(booking.customer_id)),
@@ -199,7 +199,7 @@ pub async fn list_bookings(
         return Ok(HttpResponse::Ok().json(none));
     };
     let page = queries::bookings(
-        &state.pool,
+        &state.read_pool,
         customer,
         slot.as_deref(),
         page,

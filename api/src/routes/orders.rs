@@ -203,7 +203,7 @@ pub async fn get_order(
     let id = path_uuid(&path)?;
     settle(&state, &params, &["orders", "payments"]).await?;
     found(
-        queries::order(&state.pool, id, state.read_wait)
+        queries::order(&state.read_pool, id, state.read_wait)
             .await?
             .map(OrderView::from)
             .filter(|order| access.may_act_for(order.customer_id)),
@@ -253,7 +253,7 @@ pub async fn list_orders(
         return Ok(HttpResponse::Ok().json(none));
     };
     let page = queries::orders(
-        &state.pool,
+        &state.read_pool,
         customer,
         status.as_deref(),
         page,

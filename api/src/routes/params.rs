@@ -102,9 +102,15 @@ pub async fn wait_for(
     // One deadline for all: the client waits at most `read_wait` however many models it reads.
     let deadline = tokio::time::Instant::now() + state.read_wait;
     for name in names {
-        let local = state.workers.local(name);
+        // This process's runner reports commits on the primary; a replica shows them only
+        // once it has replayed them, so there its own copy of the checkpoint is the witness.
+        let local = if state.reads_from_replica {
+            None
+        } else {
+            state.workers.local(name)
+        };
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        wait::until_reached(&state.pool, local, name, position, left).await?;
+        wait::until_reached(&state.read_pool, local, name, position, left).await?;
     }
     Ok(())
 }

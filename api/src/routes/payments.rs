@@ -31,7 +31,7 @@ pub async fn get_payment(
 ) -> Result<HttpResponse, ApiError> {
     let id = path_uuid(&path)?;
     settle(&state, &params, &["payments"]).await?;
-    let mut payment = queries::payment_by_id(&state.pool, id)
+    let mut payment = queries::payment_by_id(&state.read_pool, id)
         .await?
         .map(PaymentView::from);
     if let Some(p) = &payment
@@ -50,6 +50,6 @@ async fn owned_by_caller(
     access: &Access,
     owner: &Owned,
 ) -> Result<bool, ApiError> {
-    let customer = queries::customer_of(&state.pool, &owner.kind, owner.id).await?;
+    let customer = queries::customer_of(&state.read_pool, &owner.kind, owner.id).await?;
     Ok(customer.is_some_and(|c| access.may_act_for(c)))
 }

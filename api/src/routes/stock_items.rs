@@ -210,7 +210,7 @@ pub async fn get_stock_item(
     let sku = path_sku(&path)?;
     settle(&state, &params, &["stock_items"]).await?;
     found(
-        queries::stock_item(&state.pool, sku.as_str())
+        queries::stock_item(&state.read_pool, sku.as_str())
             .await?
             .map(StockItemView::from),
         "stock_item_not_found",
@@ -264,6 +264,6 @@ pub async fn list_stock_items(
         starts_from,
         starts_before,
     };
-    let page = queries::stock_items(&state.pool, &filter, page).await?;
+    let page = queries::stock_items(&state.read_pool, &filter, page).await?;
     Ok(HttpResponse::Ok().json(Page::of(page, StockItemView::from)))
 }

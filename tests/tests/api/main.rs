@@ -30,6 +30,7 @@ mod projections;
 mod rate_limits;
 mod read_models;
 mod reconcile;
+mod replica;
 mod saga_concurrency;
 mod sagas;
 mod seed;
