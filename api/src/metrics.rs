@@ -89,12 +89,25 @@ static SCRAPING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// does not answer in time leaves the gauges as last sampled (logged), never fails the scrape.
 pub async fn scrape(pool: &PgPool, handle: &PrometheusHandle) -> String {
     let _one_at_a_time = SCRAPING.lock().await;
+    sample_pool(pool);
     match tokio::time::timeout(SAMPLE_TIMEOUT, sample(pool)).await {
         Ok(Ok(())) => {}
         Ok(Err(error)) => tracing::warn!(%error, "could not sample the database gauges"),
         Err(_) => tracing::warn!("sampling the database gauges timed out"),
     }
     handle.render()
+}
+
+/// This instance's pool, read from the pool itself (no query): how many connections it may
+/// open, has open, and lends out now. `in_use / max` near 1 means requests queue for a
+/// connection (and, past the acquire timeout, fail with 503): the `ReservaPoolSaturated` alert.
+fn sample_pool(pool: &PgPool) {
+    let max = f64::from(pool.options().get_max_connections());
+    let open = f64::from(pool.size());
+    let idle = pool.num_idle() as f64;
+    metrics::gauge!("reserva_db_pool_max_connections").set(max);
+    metrics::gauge!("reserva_db_pool_connections", "state" => "idle").set(idle);
+    metrics::gauge!("reserva_db_pool_connections", "state" => "in_use").set((open - idle).max(0.0));
 }
 
 /// The sampled gauges: projections (lag, position, dead letters, stock), the sagas' and the
