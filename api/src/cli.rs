@@ -11,7 +11,7 @@ use commands::reconcile::Discrepancy;
 use sqlx::PgPool;
 
 use crate::auth::{self, Role};
-use crate::configuration::{AuthSettings, GatewaySettings, Settings};
+use crate::configuration::{AuthSettings, GatewaySettings, InstanceRole, Settings};
 
 /// Exit code of `reserva reconcile` when it could not check (1 means it found discrepancies).
 pub const EXIT_ERROR: u8 = 2;
@@ -23,44 +23,6 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// What one instance runs (`reserva serve --role`).
-///
-/// Background work runs once across instances whatever the roles (each subscription, saga and
-/// job holds a lease in PostgreSQL), so `all` everywhere is correct; the split lets a
-/// deployment scale and restart the API without moving its background work, and keep that
-/// work off the instances that answer customers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum InstanceRole {
-    /// HTTP only: commands and queries; no projections, sagas or jobs.
-    Api,
-    /// Background work only; HTTP answers probes, `/metrics` and `/webhooks/stripe`.
-    Workers,
-    /// Both (the default).
-    #[default]
-    All,
-}
-
-impl InstanceRole {
-    /// Whether this instance answers `/api/v1`, `/admin` and the docs.
-    pub fn serves_api(self) -> bool {
-        self != Self::Workers
-    }
-
-    /// Whether this instance runs (or stands by for) projections, sagas and jobs.
-    pub fn runs_workers(self) -> bool {
-        self != Self::Api
-    }
-
-    /// As written on the command line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Api => "api",
-            Self::Workers => "workers",
-            Self::All => "all",
-        }
-    }
 }
 
 /// Subcommands.

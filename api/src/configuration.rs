@@ -2,13 +2,50 @@
 
 use commands::audit::AuditKey;
 
-use crate::cli::InstanceRole;
 use crate::integration::NatsSettings;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
+
+/// What one instance runs (`reserva serve --role`).
+///
+/// Background work runs once across instances whatever the roles (each subscription, saga and
+/// job holds a lease in PostgreSQL), so `all` everywhere is correct; the split lets a
+/// deployment scale and restart the API without moving its background work, and keep that
+/// work off the instances that answer customers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum InstanceRole {
+    /// HTTP only: commands and queries; no projections, sagas or jobs.
+    Api,
+    /// Background work only; HTTP answers probes, `/metrics` and `/webhooks/stripe`.
+    Workers,
+    /// Both (the default).
+    #[default]
+    All,
+}
+
+impl InstanceRole {
+    /// Whether this instance answers `/api/v1`, `/admin` and the docs.
+    pub fn serves_api(self) -> bool {
+        self != Self::Workers
+    }
+
+    /// Whether this instance runs (or stands by for) projections, sagas and jobs.
+    pub fn runs_workers(self) -> bool {
+        self != Self::Api
+    }
+
+    /// As written on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Api => "api",
+            Self::Workers => "workers",
+            Self::All => "all",
+        }
+    }
+}
 
 /// Everything `reserva serve` can be told. Tests build it in code.
 #[derive(Debug, Clone)]

@@ -110,7 +110,7 @@ pub async fn spawn_app_on_database(
         audit: None,
         snapshot_every: 500,
         nats: None,
-        role: api::cli::InstanceRole::All,
+        role: api::configuration::InstanceRole::All,
         shared_rate_limits: None,
         read_url: None,
     };

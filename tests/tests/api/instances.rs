@@ -307,7 +307,7 @@ async fn three_processes_share_the_work_and_one_killed_midway_loses_nothing() {
 #[tokio::test]
 async fn an_api_instance_runs_no_background_work_and_a_workers_instance_serves_no_api() {
     // An api-only instance: commands are accepted, but nothing projects them.
-    let api = spawn_app_with(|s| s.role = api::cli::InstanceRole::Api).await;
+    let api = spawn_app_with(|s| s.role = api::configuration::InstanceRole::Api).await;
     api.register_product("ROLE-1", 3).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let subscriptions = count(&api.pool, "SELECT count(*) FROM subscriptions").await;
@@ -318,7 +318,7 @@ async fn an_api_instance_runs_no_background_work_and_a_workers_instance_serves_n
     // A workers instance on the same database projects what the api instance accepted, and
     // answers probes, metrics and webhooks but not the API.
     let workers = api
-        .another_instance(|s| s.role = api::cli::InstanceRole::Workers)
+        .another_instance(|s| s.role = api::configuration::InstanceRole::Workers)
         .await;
     eventually("the workers instance projects the item", || async {
         let n = count(
