@@ -90,16 +90,7 @@ impl PrivateCluster {
         if !cluster.data_dir.join("PG_VERSION").exists() {
             cluster.initdb().await?;
         }
-        // Registered before looking for a running postmaster, so a process that is about to
-        // stop the cluster sees this one and leaves it running.
-        cluster.register()?;
-        cluster.spawn_watchdog()?;
-        if let Some(port) = cluster.running_port() {
-            cluster.port = port;
-            return Ok(cluster);
-        }
-        cluster.port = free_port()?;
-        cluster.pg_ctl_start(options).await?;
+        cluster.join_or_start(options).await?;
         Ok(cluster)
     }
 
@@ -150,20 +141,28 @@ impl PrivateCluster {
                 )
                 .await?;
         }
-        replica.register()?;
-        replica.spawn_watchdog()?;
-        if let Some(port) = replica.running_port() {
-            replica.port = port;
-            return Ok(replica);
-        }
-        replica.port = free_port()?;
         let options = ClusterOptions {
             durable: true,
             max_connections: 100,
             statement_statistics: false,
         };
-        replica.pg_ctl_start(options).await?;
+        replica.join_or_start(options).await?;
         Ok(replica)
+    }
+
+    /// Registers this process as a user of the data directory, then joins the postmaster
+    /// already running on it or starts one on a free port.
+    async fn join_or_start(&mut self, options: ClusterOptions) -> Result<(), ClusterError> {
+        // Registered before looking for a running postmaster, so a process that is about to
+        // stop the cluster sees this one and leaves it running.
+        self.register()?;
+        self.spawn_watchdog()?;
+        if let Some(port) = self.running_port() {
+            self.port = port;
+            return Ok(());
+        }
+        self.port = free_port()?;
+        self.pg_ctl_start(options).await
     }
 
     /// URL of the `postgres` database, for creating others.

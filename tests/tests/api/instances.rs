@@ -104,6 +104,15 @@ async fn pay_every_intent(fake: Arc<FakeStripe>, live: Arc<RwLock<Vec<String>>>)
     }
 }
 
+/// Aggregates with more than one event of `types` (a quoted SQL list).
+async fn repeated(pool: &sqlx::PgPool, types: &str) -> i64 {
+    let sql = format!(
+        "SELECT count(*) FROM (SELECT aggregate_id FROM events \
+         WHERE event_type IN ({types}) GROUP BY 1 HAVING count(*) > 1) d"
+    );
+    count(pool, &sql).await
+}
+
 /// `count(*)` of a query over the test database.
 async fn count(pool: &sqlx::PgPool, sql: &str) -> i64 {
     sqlx::query_scalar(sql)
@@ -258,21 +267,9 @@ async fn three_processes_share_the_work_and_one_killed_midway_loses_nothing() {
     )
     .await;
     assert_eq!(doubled, 0, "a reservation was made twice");
-    let payments = count(
-        pool,
-        "SELECT count(*) FROM (SELECT aggregate_id FROM events \
-         WHERE event_type IN ('OrderPaymentRequested', 'BookingPaymentRequested') \
-         GROUP BY 1 HAVING count(*) > 1) d",
-    )
-    .await;
+    let payments = repeated(pool, "'OrderPaymentRequested', 'BookingPaymentRequested'").await;
     assert_eq!(payments, 0, "a payment was requested twice");
-    let settled = count(
-        pool,
-        "SELECT count(*) FROM (SELECT aggregate_id FROM events \
-         WHERE event_type IN ('PaymentSucceeded', 'PaymentFailed') \
-         GROUP BY 1 HAVING count(*) > 1) d",
-    )
-    .await;
+    let settled = repeated(pool, "'PaymentSucceeded', 'PaymentFailed'").await;
     assert_eq!(settled, 0, "a payment settled twice");
     // … and no unit or seat was sold twice: what was committed fits what there was.
     let mut committed: HashMap<String, i64> = HashMap::new();
