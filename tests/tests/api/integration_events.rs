@@ -350,3 +350,51 @@ async fn a_relay_started_while_nats_is_down_publishes_everything_once_nats_is_ba
     proxy.abort();
     delete_streams(&js, &nats).await;
 }
+
+#[tokio::test]
+async fn a_batch_published_but_not_committed_is_published_again_and_kept_once() {
+    let Some(js) = loopback_jetstream("republish after a failed commit").await else {
+        return;
+    };
+    let nats = settings(nats_url());
+    let app = spawn_app_with(|s| s.nats = Some(nats.clone())).await;
+    app.register_product("REPUB-1", 4).await;
+    let first = place_order(&app, "REPUB-1", "corr-first").await;
+    order_reaches(&app, &first, "COMPLETED").await;
+    assert_published_once(&app, &js, &nats).await;
+    // From here every event is an order flow's, each of which is published: the publisher's
+    // next checkpoint moves fail after its batch was acknowledged by NATS,
+    // as a crash between the two would (a serialization failure: the runner starts again
+    // from its stored checkpoint and publishes the same events again).
+    sqlx::raw_sql(
+        // A sequence counts the tries: `nextval` is not rolled back with the failed batch.
+        "CREATE SEQUENCE moves; \
+         CREATE FUNCTION fail_first_moves() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN \
+           IF NEW.name = 'integration_events' AND NEW.global_position > 0 \
+              AND nextval('moves') <= 3 THEN \
+             RAISE EXCEPTION 'staged failure' USING ERRCODE = '40001'; \
+           END IF; \
+           RETURN NEW; \
+         END $$; \
+         CREATE TRIGGER fail_first_moves BEFORE UPDATE ON subscriptions \
+         FOR EACH ROW EXECUTE FUNCTION fail_first_moves();",
+    )
+    .execute(&app.pool)
+    .await
+    .expect("stage the failures");
+    let order = place_order(&app, "REPUB-1", "corr-republish").await;
+    order_reaches(&app, &order, "COMPLETED").await;
+
+    let published = assert_published_once(&app, &js, &nats).await;
+    let tries: i64 = sqlx::query_scalar("SELECT last_value FROM moves")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count the tries");
+    assert!(
+        tries > 3,
+        "three batches failed after publishing: {tries} tries"
+    );
+    assert!(subjects_of(&published, &order).contains(&nats.subject("order.confirmed.v1").as_str()));
+    delete_streams(&js, &nats).await;
+}
