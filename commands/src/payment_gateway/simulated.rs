@@ -4,6 +4,9 @@
 //! Outcomes are chosen by amount, like Stripe's test cards: minor units ending in `02`
 //! (e.g. 1502) fail, every other amount succeeds. State lives in memory only: after a restart
 //! the simulation forgets its intents, which is acceptable for a laptop and for tests.
+//!
+//! With [`Chaos`] on, a share of calls fails before it has any effect: refused, hung, or
+//! answered with an undecodable body (see [`super::chaos`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -15,6 +18,7 @@ use stripe_webhook::Webhook;
 
 use feed::trace_context;
 
+use super::chaos::{Chaos, Fault};
 use super::{Intent, IntentRequest, PaymentGateway, PaymentGatewayError, ProviderIntent};
 
 /// Deliveries of one event before it is given up and logged (about 15 s in all).
@@ -33,6 +37,7 @@ const MAX_REDELIVERY_DELAY: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct SimulatedGateway {
     shared: Arc<Shared>,
+    chaos: Chaos,
 }
 
 struct Shared {
@@ -66,9 +71,43 @@ impl SimulatedGateway {
         };
         Self {
             shared: Arc::new(shared),
+            chaos: Chaos::OFF,
+        }
+    }
+
+    /// The same provider, failing a share of calls as `chaos` says.
+    #[must_use]
+    pub fn with_chaos(mut self, chaos: Chaos) -> Self {
+        self.chaos = chaos;
+        self
+    }
+
+    /// Fails this call as the drawn fault says, before it changes anything. A hang never
+    /// returns: the caller's timeout ([`super::Resilient`]) ends it, as with a provider that
+    /// stopped answering.
+    async fn inject_fault(&self, operation: &'static str) -> Result<(), PaymentGatewayError> {
+        let Some(fault) = self.chaos.draw() else {
+            return Ok(());
+        };
+        let label = match fault {
+            Fault::Refuse => "refuse",
+            Fault::Hang => "hang",
+            Fault::Malformed => "malformed",
+        };
+        metrics::counter!("reserva_gateway_chaos_total", "operation" => operation, "fault" => label)
+            .increment(1);
+        match fault {
+            Fault::Refuse => Err(PaymentGatewayError::Unavailable(
+                "the provider answered 503: simulated refusal (chaos)".to_owned(),
+            )),
+            Fault::Hang => std::future::pending().await,
+            Fault::Malformed => Err(super::stripe::undecodable_body(MALFORMED_BODY)),
         }
     }
 }
+
+/// What a malformed answer carries: a proxy's error page where JSON was expected.
+const MALFORMED_BODY: &str = "<html><body>502 Bad Gateway</body></html>";
 
 impl Shared {
     fn intents(&self) -> std::sync::MutexGuard<'_, HashMap<String, SimulatedIntent>> {
@@ -191,6 +230,7 @@ impl PaymentGateway for SimulatedGateway {
     }
 
     async fn create_intent(&self, request: &IntentRequest) -> Result<Intent, PaymentGatewayError> {
+        self.inject_fault("create_intent").await?;
         let id = format!("pi_sim_{}", request.payment_id.0.simple());
         let intent = Intent {
             client_secret: Some(format!("{id}_secret_sim")),
@@ -224,6 +264,7 @@ impl PaymentGateway for SimulatedGateway {
     }
 
     async fn cancel_intent(&self, intent_id: &str) -> Result<(), PaymentGatewayError> {
+        self.inject_fault("cancel_intent").await?;
         let body = {
             let mut intents = self.shared.intents();
             let Some(intent) = intents.get_mut(intent_id) else {
@@ -252,6 +293,7 @@ impl PaymentGateway for SimulatedGateway {
         amount: Money,
         refund_key: &str,
     ) -> Result<String, PaymentGatewayError> {
+        self.inject_fault("refund").await?;
         let (refund_id, body) = {
             let mut intents = self.shared.intents();
             let Some(intent) = intents.get_mut(intent_id) else {
@@ -287,6 +329,7 @@ impl PaymentGateway for SimulatedGateway {
     }
 
     async fn list_intents(&self) -> Result<Vec<ProviderIntent>, PaymentGatewayError> {
+        self.inject_fault("list_intents").await?;
         let intents = self.shared.intents();
         let mut listed: Vec<ProviderIntent> = intents
             .iter()

@@ -5,6 +5,7 @@ use super::intents::{cancel, create_intent, expands, list_intents, refund, with_
 use super::{Answer, Received, Replay, State, lock};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
+use commands::payment_gateway::Fault;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -27,7 +28,14 @@ pub(super) async fn answer(
     };
     let mut state = lock(&state);
     state.received.push(received.clone());
-    let (status, body, replayed) = match state.answers.pop_front() {
+    let scripted = state.answers.pop_front();
+    if scripted.is_none()
+        && let Some(fault) = state.chaos.draw()
+    {
+        drop(state);
+        return chaotic(fault).await;
+    }
+    let (status, body, replayed) = match scripted {
         Some((status, body)) => (status, body, false),
         None => idempotent(&mut state, &received),
     };
@@ -36,6 +44,25 @@ pub(super) async fn answer(
         response.insert_header(("idempotent-replayed", "true"));
     }
     response.json(body)
+}
+
+/// A call chaos picked, failed before the fake changes anything: a 503 `api_error`, no answer
+/// for an hour (the client's timeout ends the call first), or a 200 whose body is not JSON.
+async fn chaotic(fault: Fault) -> HttpResponse {
+    match fault {
+        Fault::Refuse => HttpResponse::ServiceUnavailable().json(error(
+            "api_error",
+            None,
+            "simulated refusal (chaos)",
+        )),
+        Fault::Hang => {
+            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+            HttpResponse::GatewayTimeout().finish()
+        }
+        Fault::Malformed => HttpResponse::Ok()
+            .content_type("application/json")
+            .body("<html><body>502 Bad Gateway</body></html>"),
+    }
 }
 
 /// Replays a key's first successful answer, or routes the request and remembers a success.
