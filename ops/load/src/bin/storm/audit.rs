@@ -68,6 +68,11 @@ WHERE event_type <> ALL($1) GROUP BY 1"#;
 const SAGAS_NOT_ENDED: &str = "SELECT count(*) FROM saga_instances WHERE state NOT IN \
     ('completed', 'stock_failed', 'payment_failed', 'cancelled', 'expired', 'refunded')";
 
+/// Events a subscription (projection or saga) set aside and has not applied, by subscription:
+/// a parked saga step is a flow stuck half-way.
+const DEAD_LETTERS: &str = "SELECT subscription, count(*) FROM dead_letters \
+    WHERE status IN ('retrying', 'parked', 'waiting') GROUP BY 1 ORDER BY 1";
+
 /// Per payment: its owner, amount, successes and refunds; joined with the owner's last event.
 const MONEY: &str = r#"
 WITH p AS (
@@ -193,6 +198,19 @@ pub async fn store(pool: &PgPool) -> anyhow::Result<Audit> {
     audit
         .violations
         .push(("completed without a succeeded payment".into(), unpaid));
+    let rows: Vec<(String, i64)> = sqlx::query_as(DEAD_LETTERS)
+        .fetch_all(pool)
+        .await
+        .context("dead letters")?;
+    let open: i64 = rows.iter().map(|(_, n)| n).sum();
+    audit
+        .violations
+        .push(("events set aside in dead letters".into(), open));
+    for (subscription, n) in rows {
+        audit
+            .facts
+            .push((format!("dead letters open: {subscription}"), n));
+    }
     let rows: Vec<(String, i64)> = sqlx::query_as(FAILURES)
         .fetch_all(pool)
         .await
@@ -204,13 +222,15 @@ pub async fn store(pool: &PgPool) -> anyhow::Result<Audit> {
 }
 
 /// The counts that settle by themselves (flows and sagas still running, holds, money awaiting
-/// a refund): the driver waits for these to reach zero before the final audit.
+/// a refund, events being retried): the driver waits for these to reach zero before the final audit.
 pub fn unsettled(audit: &Audit) -> i64 {
     audit
         .violations
         .iter()
         .filter(|(what, _)| {
-            what.contains("end state") || what.contains("still held") || what.contains("money kept")
+            ["end state", "still held", "money kept", "dead letters"]
+                .iter()
+                .any(|w| what.contains(w))
         })
         .map(|(_, n)| n)
         .sum()
@@ -233,4 +253,59 @@ pub async fn end_times(
     .await
     .context("end times")?;
     Ok(rows.into_iter().collect())
+}
+
+/// A few concrete cases behind the violations, to start an investigation from.
+const EXAMPLES: &str = r#"
+(SELECT 'not ended' AS what, aggregate_type || ' ' || aggregate_id || ' last ' || event_type AS detail
+ FROM (SELECT DISTINCT ON (aggregate_type, aggregate_id) aggregate_type, aggregate_id, event_type
+       FROM events WHERE aggregate_type IN ('order', 'booking')
+       ORDER BY aggregate_type, aggregate_id, sequence DESC) last
+ WHERE event_type <> ALL($1) LIMIT 5)
+UNION ALL
+(SELECT 'saga not ended', saga_type || ' ' || id || ' in ' || state FROM saga_instances
+ WHERE state NOT IN ('completed', 'stock_failed', 'payment_failed', 'cancelled', 'expired', 'refunded') LIMIT 5)
+UNION ALL
+(SELECT 'dead letter', subscription || ' ' || aggregate_type || ' ' || aggregate_id || ' ' || event_type
+   || ' (' || status || ', ' || attempts || ' attempts): ' || coalesce(error, '')
+ FROM dead_letters WHERE status IN ('retrying', 'parked', 'waiting') ORDER BY id LIMIT 5)"#;
+
+/// Payments that succeeded, are not fully refunded, and whose flow did not complete.
+const KEPT_EXAMPLES: &str = r#"
+WITH p AS (
+  SELECT aggregate_id,
+    max(payload->'PaymentCreated'->'owner'->>'kind') AS owner_kind,
+    max(payload->'PaymentCreated'->'owner'->>'id') AS owner_id,
+    max((payload->'PaymentCreated'->'amount'->>'amount')::bigint) AS amount,
+    count(*) FILTER (WHERE event_type = 'PaymentSucceeded') AS succeeded,
+    coalesce(max((payload->'PaymentRefunded'->'refunded_total'->>'amount')::bigint), 0) AS refunded
+  FROM events WHERE aggregate_type = 'payment' GROUP BY aggregate_id),
+o AS (
+  SELECT DISTINCT ON (aggregate_type, aggregate_id) aggregate_type, aggregate_id, event_type
+  FROM events WHERE aggregate_type IN ('order', 'booking')
+  ORDER BY aggregate_type, aggregate_id, sequence DESC)
+SELECT 'money kept', 'payment ' || p.aggregate_id || ' of ' || p.owner_kind || ' ' || p.owner_id
+  || ' (last ' || coalesce(o.event_type, '?') || ', refunded ' || p.refunded || ' of ' || p.amount || ')'
+FROM p LEFT JOIN o ON o.aggregate_type = p.owner_kind AND o.aggregate_id = p.owner_id
+WHERE p.succeeded > 0 AND p.refunded < p.amount
+  AND coalesce(o.event_type, '') NOT IN ('OrderCompleted', 'BookingConfirmed')
+LIMIT 5"#;
+
+/// Up to five examples of each unsettled kind, as `(what, detail)`.
+///
+/// # Errors
+/// The query failed.
+pub async fn examples(pool: &PgPool) -> anyhow::Result<Vec<(String, String)>> {
+    let ends: Vec<String> = END_EVENTS.iter().map(|s| (*s).to_owned()).collect();
+    let mut examples: Vec<(String, String)> = sqlx::query_as(EXAMPLES)
+        .bind(&ends)
+        .fetch_all(pool)
+        .await
+        .context("examples")?;
+    let kept: Vec<(String, String)> = sqlx::query_as(KEPT_EXAMPLES)
+        .fetch_all(pool)
+        .await
+        .context("money kept examples")?;
+    examples.extend(kept);
+    Ok(examples)
 }

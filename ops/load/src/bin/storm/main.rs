@@ -71,7 +71,7 @@ struct Args {
     #[arg(long, default_value_t = 60_000)]
     wait_ms: u64,
     /// Longest wait after the load for every flow and saga to settle before the audit.
-    #[arg(long, default_value_t = 180)]
+    #[arg(long, default_value_t = 120)]
     settle_secs: u64,
     /// The service's Stripe webhook secret; given, a quarter of ended flows get their payment
     /// event delivered twice more (duplicate webhooks).
@@ -130,6 +130,9 @@ async fn main() -> anyhow::Result<()> {
     store_completion(&pool, &samples, elapsed).await?;
     report::audit(&audit);
     if audit.total() > 0 {
+        for (what, detail) in audit::examples(&pool).await? {
+            println!("   e.g. {what}: {detail}");
+        }
         std::process::exit(1);
     }
     Ok(())
