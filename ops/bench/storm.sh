@@ -11,6 +11,7 @@
 #       COOL_DOWN_MS         how long an open breaker refuses calls (default 2000)
 #       STORM_ARGS  more reserva-storm flags (e.g. "--think-ms 500 --products 40")
 #       KEEP      set to 1 to keep the temp directory (cluster, server logs)
+#       BIN       directory of prebuilt reserva and reserva-storm (default: build them in release)
 # The cluster (initdb defaults, trust auth, 127.0.0.1 on a free port, max_connections=300) is
 # created in a temp directory and stopped and removed on exit; as root it runs as postgres.
 # Every instance runs HTTP and workers (subscriptions, sagas, deadlines); the leases make the
@@ -24,7 +25,7 @@ CHAOS=${CHAOS:-0}
 TTL_SECS=${TTL_SECS:-5}
 KEEP=${KEEP:-0}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/tmp/reserva-target}
-BIN=$CARGO_TARGET_DIR/release
+BIN=${BIN:-$CARGO_TARGET_DIR/release}
 PGBIN=${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)}
 case $INSTANCES in 1|2|3) ;; *) echo "INSTANCES must be 1, 2 or 3" >&2; exit 2 ;; esac
 
@@ -49,8 +50,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== building reserva and reserva-storm (release)"
-cargo build --release -q -p api -p load
+if [ "$BIN" = "$CARGO_TARGET_DIR/release" ]; then
+  echo "== building reserva and reserva-storm (release)"
+  cargo build --release -q -p api -p load
+fi
 
 echo "== private PostgreSQL cluster ($PGBIN) on 127.0.0.1:$PGPORT"
 as_pg "$PGBIN/initdb" -D "$tmp/pg" -U postgres --auth=trust >/dev/null
