@@ -265,7 +265,8 @@ impl Customer {
     }
 
     /// Polls the flow until its status is one of `ends`; the view, or `None` after the wait.
-    /// The first poll carries `min_position`, so it waits for the read model rather than 404.
+    /// Polls carry the POST's `min_position` (free once reached), so the first waits for the
+    /// read model rather than answer 404; a `position` of 0 sends none.
     async fn wait_for(
         &mut self,
         flow: Flow,
@@ -279,11 +280,10 @@ impl Customer {
         };
         let deadline = Instant::now() + self.world.wait;
         while Instant::now() < deadline {
-            let url = format!(
-                "{}/api/v1/{}/{id}?min_position={position}",
-                self.world.url(),
-                flow.path()
-            );
+            let mut url = format!("{}/api/v1/{}/{id}", self.world.url(), flow.path());
+            if position > 0 {
+                url.push_str(&format!("?min_position={position}"));
+            }
             let request = self.world.client.get(url);
             if let Some((200, view)) = self.send(endpoint, request).await
                 && view["status"].as_str().is_some_and(|s| ends.contains(&s))
