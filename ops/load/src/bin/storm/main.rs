@@ -61,12 +61,18 @@ struct Args {
     /// Units per restock.
     #[arg(long, default_value_t = 5)]
     restock_units: u32,
-    /// Mean pause of a customer between two acts.
-    #[arg(long, default_value_t = 1000)]
+    /// Mean pause of a customer between two acts (uniform in 0..2×): a shopper reading the
+    /// page, not a script hammering the API.
+    #[arg(long, default_value_t = 5000)]
     think_ms: u64,
-    /// Pause between two polls of one flow.
+    /// Shortest pause between two polls of one flow.
     #[arg(long, default_value_t = 200)]
     poll_ms: u64,
+    /// Most status polls per second of all customers together: with many customers each one
+    /// polls less often than `--poll-ms`, so polling does not crowd out the flows it watches.
+    /// Completion times are also read from the store, which does not depend on the poll.
+    #[arg(long, default_value_t = 300)]
+    max_polls: u64,
     /// Longest a customer waits for a flow to end.
     #[arg(long, default_value_t = 60_000)]
     wait_ms: u64,
@@ -120,7 +126,9 @@ async fn main() -> anyhow::Result<()> {
         catalogue,
         stop: AtomicBool::new(false),
         secret: args.webhook_secret.clone().filter(|s| !s.is_empty()),
-        poll: Duration::from_millis(args.poll_ms),
+        poll: Duration::from_millis(args.poll_ms).max(Duration::from_secs_f64(
+            args.customers as f64 / args.max_polls.max(1) as f64,
+        )),
         wait: Duration::from_millis(args.wait_ms),
         think: Duration::from_millis(args.think_ms),
     });
