@@ -184,3 +184,44 @@ async fn the_breaker_opens_under_refusals_and_closes_once_the_provider_answers_a
         "only the call after the cool-down got through"
     );
 }
+
+/// Found by the storm under chaos: a batch that fails (another saga's refund, say) is replayed
+/// event by event with its saga states rolled back while the commands it issued stay. A saga
+/// that had ended its order in PAYMENT_FAILED then met a refused `StockHeld` and waited in
+/// `held` for a cancel or expiry that never comes.
+#[tokio::test]
+async fn a_saga_replayed_after_it_failed_the_payment_ends_payment_failed_not_held() {
+    // Arrange: saga states cannot be written, so the saga issues every command of the flow
+    // (reserve, stock held, the refused intent, release, payment failed), then blocks.
+    let app = spawn_with_chaos(Fault::Refuse).await;
+    app.register_product("MUG-1", 5).await;
+    let mut blocker = app.hold_lock("BEGIN").await;
+    sqlx::query("LOCK TABLE saga_instances IN EXCLUSIVE MODE")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    let id = place_order(&app, json!([{"sku": "MUG-1", "quantity": 1}])).await;
+    tests::eventually("the saga failed the payment", || async {
+        let events = app.events_for("order", &id).await;
+        events
+            .iter()
+            .any(|e| e.event_type == "OrderPaymentFailed")
+            .then_some(())
+    })
+    .await;
+
+    // Act: the process dies (its batch rolls back), a new one replays the step.
+    let app = app.restart().await;
+    sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
+
+    // Assert
+    let saga = tests::eventually("the replayed saga ends", || async {
+        let (code, saga) = app.get_json(&format!("/admin/sagas/{id}")).await;
+        (code == 200 && saga["state"] != "new").then_some(saga)
+    })
+    .await;
+    assert_eq!(saga["state"], "payment_failed", "{saga}");
+    let item = stock(&app, "MUG-1").await;
+    assert_eq!(item["reserved"], 0, "{item}");
+    assert_eq!(item["available"], 5, "{item}");
+}
