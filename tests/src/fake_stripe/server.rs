@@ -26,18 +26,21 @@ pub(super) async fn answer(
         query: decode_pairs(request.query_string()),
         form: decode_pairs(&String::from_utf8_lossy(&body)),
     };
-    let mut state = lock(&state);
-    state.received.push(received.clone());
-    let scripted = state.answers.pop_front();
-    if scripted.is_none()
-        && let Some(fault) = state.chaos.draw()
-    {
-        drop(state);
-        return chaotic(fault).await;
-    }
-    let (status, body, replayed) = match scripted {
-        Some((status, body)) => (status, body, false),
-        None => idempotent(&mut state, &received),
+    // The lock is released before a chaotic answer waits.
+    let answered = {
+        let mut state = lock(&state);
+        state.received.push(received.clone());
+        match state.answers.pop_front() {
+            Some((status, body)) => Ok((status, body, false)),
+            None => match state.chaos.draw() {
+                Some(fault) => Err(fault),
+                None => Ok(idempotent(&mut state, &received)),
+            },
+        }
+    };
+    let (status, body, replayed) = match answered {
+        Ok(answer) => answer,
+        Err(fault) => return chaotic(fault).await,
     };
     let mut response = HttpResponse::build(StatusCode::from_u16(status).unwrap_or_default());
     if replayed {
