@@ -120,6 +120,36 @@ impl Chaos {
     }
 }
 
+/// What a malformed answer carries: a proxy's error page where JSON was expected.
+const MALFORMED_BODY: &str = "<html><body>502 Bad Gateway</body></html>";
+
+/// Fails a call of `operation` as `fault` says, counting it in
+/// `reserva_gateway_chaos_total{operation,fault}`. A hang never returns: the caller's timeout
+/// ([`super::Resilient`]) ends it, as with a provider that stopped answering.
+///
+/// # Errors
+/// Always, except that a hang never completes: [`super::PaymentGatewayError::Unavailable`] as
+/// the Stripe client reports a 503 or an undecodable body.
+pub(super) async fn fail(
+    fault: Fault,
+    operation: &'static str,
+) -> Result<(), super::PaymentGatewayError> {
+    let label = match fault {
+        Fault::Refuse => "refuse",
+        Fault::Hang => "hang",
+        Fault::Malformed => "malformed",
+    };
+    metrics::counter!("reserva_gateway_chaos_total", "operation" => operation, "fault" => label)
+        .increment(1);
+    match fault {
+        Fault::Refuse => Err(super::PaymentGatewayError::Unavailable(
+            "the provider answered 503: simulated refusal (chaos)".to_owned(),
+        )),
+        Fault::Hang => std::future::pending().await,
+        Fault::Malformed => Err(super::stripe::undecodable_body(MALFORMED_BODY)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,7 @@ use stripe_webhook::Webhook;
 
 use feed::trace_context;
 
-use super::chaos::{Chaos, Fault};
+use super::chaos::Chaos;
 use super::{Intent, IntentRequest, PaymentGateway, PaymentGatewayError, ProviderIntent};
 
 /// Deliveries of one event before it is given up and logged (about 15 s in all).
@@ -82,32 +82,14 @@ impl SimulatedGateway {
         self
     }
 
-    /// Fails this call as the drawn fault says, before it changes anything. A hang never
-    /// returns: the caller's timeout ([`super::Resilient`]) ends it, as with a provider that
-    /// stopped answering.
+    /// Fails this call as the drawn fault says, before it changes anything.
     async fn inject_fault(&self, operation: &'static str) -> Result<(), PaymentGatewayError> {
-        let Some(fault) = self.chaos.draw() else {
-            return Ok(());
-        };
-        let label = match fault {
-            Fault::Refuse => "refuse",
-            Fault::Hang => "hang",
-            Fault::Malformed => "malformed",
-        };
-        metrics::counter!("reserva_gateway_chaos_total", "operation" => operation, "fault" => label)
-            .increment(1);
-        match fault {
-            Fault::Refuse => Err(PaymentGatewayError::Unavailable(
-                "the provider answered 503: simulated refusal (chaos)".to_owned(),
-            )),
-            Fault::Hang => std::future::pending().await,
-            Fault::Malformed => Err(super::stripe::undecodable_body(MALFORMED_BODY)),
+        match self.chaos.draw() {
+            Some(fault) => super::chaos::fail(fault, operation).await,
+            None => Ok(()),
         }
     }
 }
-
-/// What a malformed answer carries: a proxy's error page where JSON was expected.
-const MALFORMED_BODY: &str = "<html><body>502 Bad Gateway</body></html>";
 
 impl Shared {
     fn intents(&self) -> std::sync::MutexGuard<'_, HashMap<String, SimulatedIntent>> {

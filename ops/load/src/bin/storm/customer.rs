@@ -14,27 +14,9 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::catalogue::Catalogue;
+use crate::flow::Flow;
 use crate::stats::Samples;
 use crate::webhook;
-
-/// Order statuses a flow ends in (a refund may still follow a cancel).
-pub const ORDER_ENDS: [&str; 6] = [
-    "COMPLETED",
-    "STOCK_FAILED",
-    "PAYMENT_FAILED",
-    "CANCELLED",
-    "EXPIRED",
-    "REFUNDED",
-];
-/// Booking statuses a flow ends in.
-pub const BOOKING_ENDS: [&str; 6] = [
-    "CONFIRMED",
-    "SEATS_UNAVAILABLE",
-    "PAYMENT_FAILED",
-    "CANCELLED",
-    "EXPIRED",
-    "REFUNDED",
-];
 
 /// What every customer shares.
 pub struct World {
@@ -63,42 +45,6 @@ impl World {
     pub fn url(&self) -> &str {
         let i = self.next.fetch_add(1, Ordering::Relaxed);
         &self.urls[i % self.urls.len()]
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Flow {
-    Order,
-    Booking,
-}
-
-impl Flow {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Order => "order",
-            Self::Booking => "booking",
-        }
-    }
-
-    fn path(self) -> &'static str {
-        match self {
-            Self::Order => "orders",
-            Self::Booking => "bookings",
-        }
-    }
-
-    fn ends(self) -> &'static [&'static str] {
-        match self {
-            Self::Order => &ORDER_ENDS,
-            Self::Booking => &BOOKING_ENDS,
-        }
-    }
-
-    fn success(self) -> &'static str {
-        match self {
-            Self::Order => "COMPLETED",
-            Self::Booking => "CONFIRMED",
-        }
     }
 }
 
