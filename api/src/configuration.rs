@@ -1,13 +1,14 @@
 //! Typed settings, read once from the environment with defaults in code.
 
 use commands::audit::AuditKey;
-
-use crate::integration::NatsSettings;
+use commands::payment_gateway::{Chaos, ResiliencePolicy};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
+
+use crate::integration::NatsSettings;
 
 /// What one instance runs (`reserva serve --role`).
 ///
@@ -74,6 +75,15 @@ pub struct Settings {
     pub stripe_webhook_secret: String,
     /// Which payment provider the sagas pay through.
     pub gateway: GatewaySettings,
+    /// Timeouts, retries and breaker around the provider: `RESERVA_GATEWAY__TIMEOUT_MS`
+    /// (default `10000`, one attempt) and `RESERVA_GATEWAY__BREAKER_COOL_DOWN_MS` (default
+    /// `30000`, how long an open breaker refuses calls); the rest as
+    /// [`ResiliencePolicy::default`].
+    pub gateway_resilience: ResiliencePolicy,
+    /// Faults the simulated gateway injects (`RESERVA_GATEWAY__CHAOS_REFUSE`, `…_HANG`,
+    /// `…_MALFORMED`, shares of calls; default off). Ignored with Stripe: only the
+    /// simulation can be told to misbehave.
+    pub gateway_chaos: Chaos,
     /// `RESERVA_ORDERS__TTL_SECS` (default `900`): how long an unpaid order holds its stock.
     pub order_ttl: Duration,
     /// `RESERVA_BOOKINGS__TTL_SECS` (default `1800`): how long an unpaid booking holds seats.
@@ -324,6 +334,43 @@ impl GatewaySettings {
     }
 }
 
+/// The resilience policy with the timeout and cool-down the environment sets.
+fn resilience_from_env() -> Result<ResiliencePolicy, ConfigError> {
+    let default = ResiliencePolicy::default();
+    let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let timeout = var(
+        "RESERVA_GATEWAY__TIMEOUT_MS",
+        millis(default.attempt_timeout),
+    )?;
+    let cool_down = var(
+        "RESERVA_GATEWAY__BREAKER_COOL_DOWN_MS",
+        millis(default.cool_down),
+    )?;
+    if timeout == 0 {
+        return Err(ConfigError {
+            variable: "RESERVA_GATEWAY__TIMEOUT_MS",
+            message: "must be at least 1".to_owned(),
+        });
+    }
+    Ok(ResiliencePolicy {
+        attempt_timeout: Duration::from_millis(timeout),
+        cool_down: Duration::from_millis(cool_down),
+        ..default
+    })
+}
+
+/// The chaos shares, validated: a share outside `0..=1` or shares summing over 1 stop the
+/// start rather than run a test of something other than what was asked.
+fn chaos_from_env() -> Result<Chaos, ConfigError> {
+    let refuse = var("RESERVA_GATEWAY__CHAOS_REFUSE", 0.0)?;
+    let hang = var("RESERVA_GATEWAY__CHAOS_HANG", 0.0)?;
+    let malformed = var("RESERVA_GATEWAY__CHAOS_MALFORMED", 0.0)?;
+    Chaos::new(refuse, hang, malformed).map_err(|error| ConfigError {
+        variable: "RESERVA_GATEWAY__CHAOS_*",
+        message: error.to_string(),
+    })
+}
+
 /// A variable that is set but unusable.
 #[derive(Debug, thiserror::Error)]
 #[error("{variable}: {message}")]
@@ -363,6 +410,8 @@ impl Settings {
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| format!("whsec_{}", uuid::Uuid::new_v4().simple())),
             gateway: GatewaySettings::from_env()?,
+            gateway_resilience: resilience_from_env()?,
+            gateway_chaos: chaos_from_env()?,
             order_ttl: Duration::from_secs(var("RESERVA_ORDERS__TTL_SECS", 900)?),
             booking_ttl: Duration::from_secs(var("RESERVA_BOOKINGS__TTL_SECS", 1800)?),
             sagas: var("RESERVA_SAGAS__ENABLED", true)?,

@@ -4,9 +4,7 @@
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
-use commands::payment_gateway::{
-    PaymentGateway, ResiliencePolicy, Resilient, SimulatedGateway, StripeGateway,
-};
+use commands::payment_gateway::{PaymentGateway, Resilient, SimulatedGateway, StripeGateway};
 use commands::{CommandBus, SnapshotPolicy};
 use sqlx::PgPool;
 use std::net::TcpListener;
@@ -208,7 +206,7 @@ fn http_server(
 /// The provider the sagas pay through, behind timeouts, retries and a breaker. The simulated
 /// one delivers its webhooks to this very server.
 fn payment_gateway(settings: &Settings, port: u16) -> std::io::Result<Arc<dyn PaymentGateway>> {
-    let policy = ResiliencePolicy::default();
+    let policy = settings.gateway_resilience;
     Ok(match &settings.gateway {
         GatewaySettings::Simulated { delay } => {
             let host = match settings.http_host.as_str() {
@@ -217,7 +215,11 @@ fn payment_gateway(settings: &Settings, port: u16) -> std::io::Result<Arc<dyn Pa
             };
             let url = format!("http://{host}:{port}/webhooks/stripe");
             let simulated =
-                SimulatedGateway::new(url, settings.stripe_webhook_secret.clone(), *delay);
+                SimulatedGateway::new(url, settings.stripe_webhook_secret.clone(), *delay)
+                    .with_chaos(settings.gateway_chaos);
+            if settings.gateway_chaos.is_on() {
+                tracing::warn!(chaos = ?settings.gateway_chaos, "the simulated gateway fails a share of calls on purpose");
+            }
             Arc::new(Resilient::new(simulated, policy))
         }
         GatewaySettings::Stripe {

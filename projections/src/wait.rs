@@ -65,6 +65,11 @@ pub async fn until_reached(
     position: i64,
     timeout: Duration,
 ) -> Result<(), WaitError> {
+    if position <= 0 {
+        // Before the first event (positions start at 1): every model has passed it, and no
+        // event will ever sit at this position to wait for.
+        return Ok(());
+    }
     let deadline = Instant::now() + timeout;
     let timed_out = || WaitError::TimedOut {
         name: name.to_owned(),

@@ -95,6 +95,8 @@ pub async fn spawn_app_on_database(
         gateway: GatewaySettings::Simulated {
             delay: std::time::Duration::ZERO,
         },
+        gateway_resilience: commands::payment_gateway::ResiliencePolicy::default(),
+        gateway_chaos: commands::payment_gateway::Chaos::OFF,
         order_ttl: std::time::Duration::from_secs(900),
         booking_ttl: std::time::Duration::from_secs(1800),
         sagas: true,

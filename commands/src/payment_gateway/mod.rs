@@ -10,11 +10,14 @@
 //! - [`stripe`]: [`StripeGateway`], the real provider through async-stripe.
 //! - [`simulated`]: [`SimulatedGateway`], settles locally and delivers signed webhooks.
 //! - [`resilience`]: [`Resilient`], timeouts, retries and a circuit breaker around either.
+//! - [`chaos`]: [`Chaos`], faults the simulated gateway injects on demand.
 
+pub mod chaos;
 pub mod resilience;
 pub mod simulated;
 pub mod stripe;
 
+pub use chaos::{Chaos, ChaosError, Fault};
 pub use resilience::{ResiliencePolicy, Resilient};
 pub use simulated::SimulatedGateway;
 pub use stripe::StripeGateway;

@@ -4,6 +4,9 @@
 //! Outcomes are chosen by amount, like Stripe's test cards: minor units ending in `02`
 //! (e.g. 1502) fail, every other amount succeeds. State lives in memory only: after a restart
 //! the simulation forgets its intents, which is acceptable for a laptop and for tests.
+//!
+//! With [`Chaos`] on, a share of calls fails before it has any effect: refused, hung, or
+//! answered with an undecodable body (see [`super::chaos`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -15,6 +18,7 @@ use stripe_webhook::Webhook;
 
 use feed::trace_context;
 
+use super::chaos::Chaos;
 use super::{Intent, IntentRequest, PaymentGateway, PaymentGatewayError, ProviderIntent};
 
 /// Deliveries of one event before it is given up and logged (about 15 s in all).
@@ -33,6 +37,7 @@ const MAX_REDELIVERY_DELAY: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct SimulatedGateway {
     shared: Arc<Shared>,
+    chaos: Chaos,
 }
 
 struct Shared {
@@ -66,6 +71,22 @@ impl SimulatedGateway {
         };
         Self {
             shared: Arc::new(shared),
+            chaos: Chaos::OFF,
+        }
+    }
+
+    /// The same provider, failing a share of calls as `chaos` says.
+    #[must_use]
+    pub fn with_chaos(mut self, chaos: Chaos) -> Self {
+        self.chaos = chaos;
+        self
+    }
+
+    /// Fails this call as the drawn fault says, before it changes anything.
+    async fn inject_fault(&self, operation: &'static str) -> Result<(), PaymentGatewayError> {
+        match self.chaos.draw() {
+            Some(fault) => super::chaos::fail(fault, operation).await,
+            None => Ok(()),
         }
     }
 }
@@ -191,6 +212,7 @@ impl PaymentGateway for SimulatedGateway {
     }
 
     async fn create_intent(&self, request: &IntentRequest) -> Result<Intent, PaymentGatewayError> {
+        self.inject_fault("create_intent").await?;
         let id = format!("pi_sim_{}", request.payment_id.0.simple());
         let intent = Intent {
             client_secret: Some(format!("{id}_secret_sim")),
@@ -224,6 +246,7 @@ impl PaymentGateway for SimulatedGateway {
     }
 
     async fn cancel_intent(&self, intent_id: &str) -> Result<(), PaymentGatewayError> {
+        self.inject_fault("cancel_intent").await?;
         let body = {
             let mut intents = self.shared.intents();
             let Some(intent) = intents.get_mut(intent_id) else {
@@ -252,6 +275,7 @@ impl PaymentGateway for SimulatedGateway {
         amount: Money,
         refund_key: &str,
     ) -> Result<String, PaymentGatewayError> {
+        self.inject_fault("refund").await?;
         let (refund_id, body) = {
             let mut intents = self.shared.intents();
             let Some(intent) = intents.get_mut(intent_id) else {
@@ -287,6 +311,7 @@ impl PaymentGateway for SimulatedGateway {
     }
 
     async fn list_intents(&self) -> Result<Vec<ProviderIntent>, PaymentGatewayError> {
+        self.inject_fault("list_intents").await?;
         let intents = self.shared.intents();
         let mut listed: Vec<ProviderIntent> = intents
             .iter()

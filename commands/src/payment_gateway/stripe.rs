@@ -170,6 +170,16 @@ fn idempotent(key: &str) -> Result<RequestStrategy, PaymentGatewayError> {
     Ok(RequestStrategy::Idempotent(key))
 }
 
+/// What the Stripe client reports for an answer it cannot decode, mapped as [`map_error`]
+/// maps it; the simulated gateway's chaos uses it so a malformed answer fails the same way.
+pub(super) fn undecodable_body(body: &str) -> PaymentGatewayError {
+    let message = match serde_json::from_str::<serde_json::Value>(body) {
+        Err(error) => error.to_string(),
+        Ok(_) => "an unexpected body".to_owned(),
+    };
+    map_error(StripeError::JSONDeserialize(message))
+}
+
 /// A 4xx is Stripe's considered refusal, except 409 (a concurrent request with the same key)
 /// and 429 (rate limit), which a later attempt with the same key can get past.
 fn map_error(error: StripeError) -> PaymentGatewayError {

@@ -4,7 +4,7 @@ use domain::booking::{Booking, BookingCommand, BookingEvent, BookingStatus};
 use domain::{BookingId, Owner, Quantity};
 use uuid::Uuid;
 
-use super::{Flow, Line, OwnerFact, OwnerStep};
+use super::{Flow, Line, OwnerFact, OwnerStep, SagaState};
 
 /// Holds a booking's seats, pays, confirms; compensates every failure.
 pub struct BookingSaga;
@@ -53,6 +53,14 @@ impl Flow for BookingSaga {
 
     fn has_moved_on(booking: &Booking) -> bool {
         !matches!(booking.status(), None | Some(BookingStatus::PendingPayment))
+    }
+
+    fn ended_by_saga(booking: &Booking) -> Option<SagaState> {
+        match booking.status() {
+            Some(BookingStatus::PaymentFailed) => Some(SagaState::PaymentFailed),
+            Some(BookingStatus::SeatsUnavailable) => Some(SagaState::StockFailed),
+            _ => None,
+        }
     }
 
     fn command(step: OwnerStep) -> BookingCommand {

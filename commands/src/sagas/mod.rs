@@ -60,6 +60,11 @@ pub trait Flow: Send + Sync + 'static {
     /// Whether the owner is past holding stock (paid, failed, cancelled, expired…): a step it
     /// refuses then is moot, while a refusal of an open owner is a replay the saga continues.
     fn has_moved_on(owner: &Self::Owner) -> bool;
+
+    /// The saga end an owner that has moved on stands for when the saga itself ended it
+    /// (stock or payment failed); `None` for an end that comes with an event the saga still
+    /// has to handle (cancelled, expired) or a flow that went on (paid).
+    fn ended_by_saga(owner: &Self::Owner) -> Option<SagaState>;
 }
 
 /// One held line: a SKU and how many units or seats.

@@ -4,7 +4,7 @@ use domain::order::{Canceller, Order, OrderCommand, OrderEvent, OrderStatus};
 use domain::{OrderId, Owner};
 use uuid::Uuid;
 
-use super::{Flow, Line, OwnerFact, OwnerStep};
+use super::{Flow, Line, OwnerFact, OwnerStep, SagaState};
 
 /// Reserves an order's lines in SKU order, pays, commits; compensates every failure.
 pub struct OrderSaga;
@@ -55,6 +55,14 @@ impl Flow for OrderSaga {
                 OrderStatus::Started | OrderStatus::StockReserved | OrderStatus::PaymentPending
             )
         )
+    }
+
+    fn ended_by_saga(order: &Order) -> Option<SagaState> {
+        match order.status() {
+            Some(OrderStatus::PaymentFailed) => Some(SagaState::PaymentFailed),
+            Some(OrderStatus::StockFailed) => Some(SagaState::StockFailed),
+            _ => None,
+        }
     }
 
     fn command(step: OwnerStep) -> OrderCommand {

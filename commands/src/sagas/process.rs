@@ -113,14 +113,19 @@ impl<F: Flow> Process<'_, '_, F> {
             .await
     }
 
-    async fn owner_has_moved_on(&self) -> Result<bool, HandlerError> {
+    /// `None` while the owner is open; once it has moved on, the state the saga is in: the
+    /// end the saga gave it itself, else `Held` until its cancel or expiry arrives.
+    async fn owner_moved_on(&self) -> Result<Option<SagaState>, HandlerError> {
         let owner = self
             .fx
             .bus
             .load::<F::Owner>(&self.id.to_string())
             .await
             .map_err(|e| HandlerError::Unavailable(format!("{} {}: {e}", F::NAME, self.id)))?;
-        Ok(F::has_moved_on(&owner))
+        if !F::has_moved_on(&owner) {
+            return Ok(None);
+        }
+        Ok(Some(F::ended_by_saga(&owner).unwrap_or(SagaState::Held)))
     }
 
     async fn stock(
@@ -273,11 +278,14 @@ impl<F: Flow> Process<'_, '_, F> {
             }
         }
         if let Outcome::Refused(_) = self.tell_owner(OwnerStep::StockHeld).await?
-            && self.owner_has_moved_on().await?
+            && let Some(ended) = self.owner_moved_on().await?
         {
-            // Ended meanwhile: its Cancelled/Expired event follows and releases the lines.
+            // Ended meanwhile: its Cancelled/Expired event follows and releases the lines
+            // (`Held`) — unless this saga ended it itself on an earlier attempt whose saga
+            // state was rolled back (a failed batch replayed event by event): then it already
+            // released the lines, and no event follows to move it out of `Held`.
             // (Refused but still open: a replay after this saga already moved it further.)
-            data.state = SagaState::Held;
+            data.state = ended;
             return Ok(());
         }
         self.create_payment(data).await

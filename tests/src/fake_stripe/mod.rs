@@ -19,7 +19,8 @@
 //! The test plays the customer: [`FakeStripe::succeed`] and [`FakeStripe::fail`] settle an
 //! intent and return the webhook body Stripe would send, ready for
 //! [`crate::TestApp::post_stripe_webhook`]. [`FakeStripe::then_answer`] scripts the next
-//! answers (failures) whatever the path.
+//! answers (failures) whatever the path; [`FakeStripe::set_chaos`] fails a share of them at
+//! random, as the simulated gateway's chaos does.
 //!
 //! # Layout
 //!
@@ -33,6 +34,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpServer, web};
+use commands::payment_gateway::Chaos;
 use serde_json::Value;
 
 mod events;
@@ -96,6 +98,8 @@ struct State {
     replays: HashMap<String, Replay>,
     refunds: usize,
     events: usize,
+    /// Faults injected into a share of requests, after scripted answers.
+    chaos: Chaos,
 }
 
 /// The first successful answer to an idempotency key and what it was asked.
@@ -143,6 +147,13 @@ impl FakeStripe {
     /// nothing; calls queue up.
     pub fn then_answer(&self, status: u16, body: Value) {
         self.state().answers.push_back((status, body));
+    }
+
+    /// From now on a share of requests (those not answered by [`FakeStripe::then_answer`])
+    /// fail as `chaos` draws: refused with a 503, never answered, or answered with a body that
+    /// is not JSON — the same modes as the simulated gateway's. Nothing changes for them.
+    pub fn set_chaos(&self, chaos: Chaos) {
+        self.state().chaos = chaos;
     }
 
     /// Every request so far, oldest first.

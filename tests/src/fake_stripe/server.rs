@@ -5,6 +5,7 @@ use super::intents::{cancel, create_intent, expands, list_intents, refund, with_
 use super::{Answer, Received, Replay, State, lock};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
+use commands::payment_gateway::Fault;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -25,17 +26,46 @@ pub(super) async fn answer(
         query: decode_pairs(request.query_string()),
         form: decode_pairs(&String::from_utf8_lossy(&body)),
     };
-    let mut state = lock(&state);
-    state.received.push(received.clone());
-    let (status, body, replayed) = match state.answers.pop_front() {
-        Some((status, body)) => (status, body, false),
-        None => idempotent(&mut state, &received),
+    // The lock is released before a chaotic answer waits.
+    let answered = {
+        let mut state = lock(&state);
+        state.received.push(received.clone());
+        match state.answers.pop_front() {
+            Some((status, body)) => Ok((status, body, false)),
+            None => match state.chaos.draw() {
+                Some(fault) => Err(fault),
+                None => Ok(idempotent(&mut state, &received)),
+            },
+        }
+    };
+    let (status, body, replayed) = match answered {
+        Ok(answer) => answer,
+        Err(fault) => return chaotic(fault).await,
     };
     let mut response = HttpResponse::build(StatusCode::from_u16(status).unwrap_or_default());
     if replayed {
         response.insert_header(("idempotent-replayed", "true"));
     }
     response.json(body)
+}
+
+/// A call chaos picked, failed before the fake changes anything: a 503 `api_error`, no answer
+/// for an hour (the client's timeout ends the call first), or a 200 whose body is not JSON.
+async fn chaotic(fault: Fault) -> HttpResponse {
+    match fault {
+        Fault::Refuse => HttpResponse::ServiceUnavailable().json(error(
+            "api_error",
+            None,
+            "simulated refusal (chaos)",
+        )),
+        Fault::Hang => {
+            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+            HttpResponse::GatewayTimeout().finish()
+        }
+        Fault::Malformed => HttpResponse::Ok()
+            .content_type("application/json")
+            .body("<html><body>502 Bad Gateway</body></html>"),
+    }
 }
 
 /// Replays a key's first successful answer, or routes the request and remembers a success.

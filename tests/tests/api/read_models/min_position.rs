@@ -76,3 +76,29 @@ async fn a_min_position_beyond_the_head_answers_503_projection_behind() {
             .contains(&beyond.to_string())
     );
 }
+
+/// Found by the load driver: `min_position=0` ("before the first event", which every model has
+/// passed) passed validation but waited for an event at position 0, which never exists, and
+/// answered 503 after the whole read wait.
+#[tokio::test]
+async fn a_min_position_of_zero_is_reached_at_once() {
+    // Arrange
+    let app = spawn_app_without_sagas().await;
+    app.register_product("ZERO", 1).await;
+    let seen = app
+        .get_at("/api/v1/stock-items/ZERO", app.head().await)
+        .await;
+    assert_eq!(seen.status(), 200);
+
+    // Act
+    let started = std::time::Instant::now();
+    let response = app.get("/api/v1/stock-items/ZERO?min_position=0").await;
+
+    // Assert
+    assert_eq!(response.status(), 200);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+}

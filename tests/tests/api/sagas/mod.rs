@@ -11,6 +11,7 @@ use std::time::Duration;
 use tests::fake_stripe::{FakeIntent, FakeStripe};
 use tests::{TestApp, eventually, spawn_app_with};
 
+mod chaos;
 mod completed;
 mod released;
 
