@@ -19,6 +19,7 @@ use projections::catalog::{self, Running};
 use projections::wait;
 use sqlx::PgPool;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -106,10 +107,11 @@ impl Workers {
             &projections.stop,
             &projections.tracker,
         );
+        let saga_options = saga_options(&options, settings.gateway_resilience.cool_down);
         let mut saga_runners = match gateway {
             Some(gateway) => vec![
-                saga::<OrderSaga>(bus, pool, Arc::clone(&gateway), &options, &sagas),
-                saga::<BookingSaga>(bus, pool, gateway, &options, &sagas),
+                saga::<OrderSaga>(bus, pool, Arc::clone(&gateway), &saga_options, &sagas),
+                saga::<BookingSaga>(bus, pool, gateway, &saga_options, &sagas),
             ],
             None => Vec::new(),
         };
@@ -194,6 +196,35 @@ impl Drop for Workers {
     }
 }
 
+/// The sagas' tuning: a failing step is retried for at least three of the payment breaker's
+/// cool-downs before it is parked.
+///
+/// A saga step that fails on the provider (a refund, above all: money is at stake) fails its
+/// event, which the feed retries with back-off and then parks for an operator. With the
+/// projections' schedule (5 tries within about 2 s) a refund that met an open breaker (30 s by
+/// default) was parked while the provider was merely resting, and the money was kept until an
+/// operator retried it; the load driver's chaos run found 124 such payments. Retried past the
+/// cool-down, the refund goes through once the breaker lets calls through again. Other
+/// aggregates' events never wait for it (a retrying event holds back only its own
+/// aggregate's later events).
+fn saga_options(options: &SubscriptionOptions, cool_down: Duration) -> SubscriptionOptions {
+    let mut saga = options.clone();
+    saga.retry_max_delay = saga.retry_max_delay.max(cool_down);
+    let window = cool_down.saturating_mul(3);
+    let (mut waited, mut tries) = (Duration::ZERO, 1_u32);
+    // The back-off's floor (its jitter only adds): base · 2^(n-1), capped.
+    while waited < window && tries < 64 {
+        let step = saga
+            .retry_base_delay
+            .saturating_mul(1 << (tries - 1).min(20))
+            .min(saga.retry_max_delay);
+        waited += step;
+        tries += 1;
+    }
+    saga.max_attempts = saga.max_attempts.max(tries);
+    saga
+}
+
 /// Starts the saga of `F` (in standby while another process runs it).
 fn saga<F: Flow>(
     bus: &CommandBus,
@@ -210,4 +241,33 @@ fn saga<F: Flow>(
         options.clone(),
     )
     .spawn_under(&stage.stop, &stage.tracker)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_saga_step_is_retried_past_three_breaker_cool_downs_before_it_is_parked() {
+        let defaults = SubscriptionOptions::default();
+        for cool_down in [
+            Duration::from_millis(200),
+            Duration::from_secs(2),
+            Duration::from_secs(30),
+        ] {
+            let saga = saga_options(&defaults, cool_down);
+            let backoff = saga.backoff();
+            // The floor of the waits before the last try (jitter only adds to each).
+            let waited: Duration = (1..saga.max_attempts)
+                .map(|n| {
+                    saga.retry_base_delay
+                        .saturating_mul(1 << (n - 1).min(20))
+                        .min(saga.retry_max_delay)
+                })
+                .sum();
+            assert!(waited >= cool_down * 3, "{cool_down:?}: {waited:?}");
+            assert!(backoff.delay(64) <= saga.retry_max_delay * 2);
+            assert!(saga.max_attempts >= defaults.max_attempts);
+        }
+    }
 }

@@ -5,14 +5,15 @@
 
 use std::time::Duration;
 
-use super::{order_reaches, place_order, stock};
+use super::{intent_for, order_reaches, place_order, post_webhook, stock};
+use api::configuration::GatewaySettings;
 use commands::payment_gateway::{
     Chaos, Fault, IntentRequest, PaymentGateway, PaymentGatewayError, ResiliencePolicy, Resilient,
     SimulatedGateway, StripeGateway,
 };
 use domain::{Currency, Money, OrderId, Owner, PaymentId};
 use serde_json::json;
-use tests::{FakeStripe, TestApp, spawn_app_with};
+use tests::{FakeStripe, TestApp, eventually, spawn_app_with};
 
 /// Short enough that a hung attempt ends quickly; three consecutive failures open the breaker,
 /// which then stays open for the rest of a test unless the test waits out `cool_down`.
@@ -224,4 +225,54 @@ async fn a_saga_replayed_after_it_failed_the_payment_ends_payment_failed_not_hel
     let item = stock(&app, "MUG-1").await;
     assert_eq!(item["reserved"], 0, "{item}");
     assert_eq!(item["available"], 5, "{item}");
+}
+
+#[tokio::test]
+async fn a_refund_that_meets_an_open_breaker_is_retried_past_it_not_parked() {
+    // Arrange: a paid order at Stripe; the breaker opens after three failures and rests 1 s.
+    let fake = FakeStripe::start().await;
+    let uri = fake.uri.clone();
+    let app = spawn_app_with(move |s| {
+        s.gateway = GatewaySettings::Stripe {
+            secret_key: "sk_test_reserva".to_owned(),
+            api_base: Some(uri),
+        };
+        s.gateway_resilience = fast_policy(Duration::from_secs(1));
+    })
+    .await;
+    app.register_product("MUG-1", 5).await;
+    let id = place_order(&app, json!([{"sku": "MUG-1", "quantity": 1}])).await;
+    let intent = intent_for(&fake, "order_id", &id).await;
+    order_reaches(&app, &id, "PAYMENT_PENDING").await;
+    post_webhook(&app, &fake.succeed(&intent.id)).await;
+    order_reaches(&app, &id, "COMPLETED").await;
+
+    // Act: Stripe refuses every call while the customer cancels (a refund is due), for longer
+    // than the feed's default retries (five within about 2 s) would have waited.
+    fake.set_chaos(Chaos::always(Fault::Refuse));
+    let response = app
+        .post(
+            &format!("/api/v1/orders/{id}/cancel"),
+            &json!({"reason": "changed my mind"}),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let parked: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM dead_letters WHERE status = 'parked'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(parked, 0, "a refund is not parked while the provider rests");
+    fake.set_chaos(Chaos::OFF);
+
+    // Assert: once Stripe answers again the money goes back, and the order ends REFUNDED.
+    let refunded = eventually("the refund reaches Stripe", || async {
+        let intent = fake.intent(&intent.id).unwrap();
+        (intent.amount_refunded == 1500).then_some(intent)
+    })
+    .await;
+    assert_eq!(refunded.refunds.len(), 1, "refunded once");
+    post_webhook(&app, &fake.refund_event(&intent.id)).await;
+    order_reaches(&app, &id, "REFUNDED").await;
 }
