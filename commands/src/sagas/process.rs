@@ -113,6 +113,21 @@ impl<F: Flow> Process<'_, '_, F> {
             .await
     }
 
+    /// The provider intent of payment `id` when the Payment was already created (by an earlier
+    /// attempt of this step whose saga state rolled back).
+    async fn created_intent(&self, id: PaymentId) -> Result<Option<String>, HandlerError> {
+        let payment = self
+            .fx
+            .bus
+            .load::<Payment>(&id.to_string())
+            .await
+            .map_err(|e| HandlerError::Unavailable(format!("payment {id}: {e}")))?;
+        Ok(payment
+            .status()
+            .is_some()
+            .then(|| payment.provider_intent_id().to_owned()))
+    }
+
     /// `None` while the owner is open; once it has moved on, the state the saga is in: the
     /// end the saga gave it itself, else `Held` until its cancel or expiry arrives.
     async fn owner_moved_on(&self) -> Result<Option<SagaState>, HandlerError> {
@@ -297,6 +312,16 @@ impl<F: Flow> Process<'_, '_, F> {
         };
         let payment_id = PaymentId::for_owner(self.owner());
         data.payment_id = Some(payment_id);
+        if let Some(intent_id) = self.created_intent(payment_id).await? {
+            // A replay (the batch that created the payment rolled back, the payment did not):
+            // the provider has the intent and may have been paid already. Asking it again
+            // could meet an open breaker and fail an owner whose money is on its way.
+            data.intent_id = Some(intent_id);
+            data.state = SagaState::AwaitingPayment;
+            self.tell_owner(OwnerStep::PaymentRequested(payment_id))
+                .await?;
+            return Ok(());
+        }
         let request = IntentRequest {
             payment_id,
             owner: self.owner(),

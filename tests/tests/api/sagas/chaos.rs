@@ -276,3 +276,54 @@ async fn a_refund_that_meets_an_open_breaker_is_retried_past_it_not_parked() {
     post_webhook(&app, &fake.refund_event(&intent.id)).await;
     order_reaches(&app, &id, "REFUNDED").await;
 }
+
+#[tokio::test]
+async fn a_replayed_payment_step_reuses_the_created_intent_instead_of_failing_a_paid_order() {
+    // Arrange: saga states cannot be written, so the saga creates the intent and the Payment
+    // (both kept: they are the provider's and the store's) and then blocks; the customer pays.
+    let fake = FakeStripe::start().await;
+    let uri = fake.uri.clone();
+    let app = spawn_app_with(move |s| {
+        s.gateway = GatewaySettings::Stripe {
+            secret_key: "sk_test_reserva".to_owned(),
+            api_base: Some(uri),
+        };
+        s.gateway_resilience = fast_policy(Duration::from_secs(600));
+    })
+    .await;
+    app.register_product("MUG-1", 5).await;
+    let mut blocker = app.hold_lock("BEGIN").await;
+    sqlx::query("LOCK TABLE saga_instances IN EXCLUSIVE MODE")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    let id = place_order(&app, json!([{"sku": "MUG-1", "quantity": 1}])).await;
+    let intent = intent_for(&fake, "order_id", &id).await;
+    eventually("the saga requested the payment", || async {
+        let events = app.events_for("order", &id).await;
+        events
+            .iter()
+            .any(|e| e.event_type == "OrderPaymentRequested")
+            .then_some(())
+    })
+    .await;
+    post_webhook(&app, &fake.succeed(&intent.id)).await;
+
+    // Act: the provider now refuses every call (a replay that asked it again would fail the
+    // order although it is paid); the process dies and a new one replays the saga's batch.
+    fake.set_chaos(Chaos::always(Fault::Refuse));
+    let app = app.restart().await;
+    sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
+
+    // Assert: the order completes on the payment it has; nothing failed, nothing is kept.
+    order_reaches(&app, &id, "COMPLETED").await;
+    let events = app.events_for("order", &id).await;
+    assert!(
+        !events.iter().any(|e| e.event_type == "OrderPaymentFailed"),
+        "a paid order was failed"
+    );
+    assert_eq!(fake.intents().len(), 1, "one intent, never a second");
+    let item = stock(&app, "MUG-1").await;
+    assert_eq!(item["on_hand"], 4, "{item}");
+    assert_eq!(item["reserved"], 0, "{item}");
+}
