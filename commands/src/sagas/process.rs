@@ -444,14 +444,21 @@ impl<F: Flow> Process<'_, '_, F> {
     /// idempotency key per payment, so a cancel-refund and a late-payment refund can never
     /// both be paid out). The provider's `charge.refunded` webhook records it.
     async fn refund(&mut self, data: &mut SagaData) -> Result<(), HandlerError> {
-        let (Some(payment_id), Some(intent_id), Some(amount)) =
-            (data.payment_id, data.intent_id.clone(), data.amount)
-        else {
-            return Ok(());
-        };
         if data.refund_requested {
             return Ok(());
         }
+        let (Some(payment_id), Some(amount)) = (data.payment_id, data.amount) else {
+            return Ok(());
+        };
+        // A saga state written before the intent id was kept (an older replay) still refunds:
+        // the Payment knows its intent.
+        let intent_id = match data.intent_id.clone() {
+            Some(intent_id) => intent_id,
+            None => match self.created_intent(payment_id).await? {
+                Some(intent_id) => intent_id,
+                None => return Ok(()),
+            },
+        };
         let key = format!("{payment_id}-full");
         match self.fx.gateway.refund(&intent_id, amount, &key).await {
             Ok(refund_id) => self.fx.called("refund", refund_id),
