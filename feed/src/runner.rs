@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::attempt::attempt;
+use crate::backoff::Backoff;
 use crate::dead_letters::{self, AggregateKey};
 use crate::handler::{Handler, RunnerError};
 use crate::options::SubscriptionOptions;
@@ -36,6 +37,11 @@ use crate::{Checkpoint, FeedEvent, FeedSignal, checkpoint, locks, read, retry, t
 /// Longest wait before looking again at events held back by an open transaction. Such
 /// transactions last milliseconds; backing off further only adds latency to everything behind.
 const HELD_BACK_MAX_WAIT: Duration = Duration::from_millis(20);
+
+/// Longest wait before a runner reconnects after its session ended. A lost connection says
+/// nothing about any event, so the retry schedule of failing events (long for the sagas,
+/// which wait out the payment breaker) must not stretch a reconnect.
+const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(2);
 
 /// What one step of the runner achieved.
 enum Step {
@@ -165,8 +171,12 @@ impl Subscription {
                     tracing::warn!(subscription = %name, %error, "subscription session ended; reconnecting");
                 }
             }
+            let reconnect = Backoff::new(
+                self.options.retry_base_delay,
+                self.options.retry_max_delay.min(RECONNECT_MAX_DELAY),
+            );
             tokio::select! {
-                () = tokio::time::sleep(self.options.backoff().delay(failures)) => {}
+                () = tokio::time::sleep(reconnect.delay(failures)) => {}
                 () = stop.cancelled() => {}
             }
         }
