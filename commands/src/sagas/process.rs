@@ -292,9 +292,13 @@ impl<F: Flow> Process<'_, '_, F> {
                 return Ok(());
             }
         }
-        if let Outcome::Refused(_) = self.tell_owner(OwnerStep::StockHeld).await?
-            && let Some(ended) = self.owner_moved_on().await?
-        {
+        // Refused: the owner heard it before, so this is a replay of the step (its batch
+        // rolled back after the commands were kept).
+        let replayed = matches!(
+            self.tell_owner(OwnerStep::StockHeld).await?,
+            Outcome::Refused(_)
+        );
+        if replayed && let Some(ended) = self.owner_moved_on().await? {
             // Ended meanwhile: its Cancelled/Expired event follows and releases the lines
             // (`Held`) — unless this saga ended it itself on an earlier attempt whose saga
             // state was rolled back (a failed batch replayed event by event): then it already
@@ -303,16 +307,28 @@ impl<F: Flow> Process<'_, '_, F> {
             data.state = ended;
             return Ok(());
         }
-        self.create_payment(data).await
+        self.create_payment(data, replayed).await
     }
 
-    async fn create_payment(&mut self, data: &mut SagaData) -> Result<(), HandlerError> {
+    /// Creates the intent and the Payment; on a `replayed` step, first looks for the Payment
+    /// an earlier attempt created (the Payment is created only after the owner heard
+    /// `StockHeld`, so a first attempt never needs the look, and pays nothing for it).
+    async fn create_payment(
+        &mut self,
+        data: &mut SagaData,
+        replayed: bool,
+    ) -> Result<(), HandlerError> {
         let Some(amount) = data.amount else {
             return Ok(());
         };
         let payment_id = PaymentId::for_owner(self.owner());
         data.payment_id = Some(payment_id);
-        if let Some(intent_id) = self.created_intent(payment_id).await? {
+        let created = if replayed {
+            self.created_intent(payment_id).await?
+        } else {
+            None
+        };
+        if let Some(intent_id) = created {
             // A replay (the batch that created the payment rolled back, the payment did not):
             // the provider has the intent and may have been paid already. Asking it again
             // could meet an open breaker and fail an owner whose money is on its way.
