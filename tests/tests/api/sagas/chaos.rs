@@ -227,19 +227,25 @@ async fn a_saga_replayed_after_it_failed_the_payment_ends_payment_failed_not_hel
     assert_eq!(item["available"], 5, "{item}");
 }
 
-#[tokio::test]
-async fn a_refund_that_meets_an_open_breaker_is_retried_past_it_not_parked() {
-    // Arrange: a paid order at Stripe; the breaker opens after three failures and rests 1 s.
-    let fake = FakeStripe::start().await;
+/// A service paying through `fake` (the real Stripe client), with the fast policy and
+/// `cool_down`.
+async fn spawn_on_stripe(fake: &FakeStripe, cool_down: Duration) -> TestApp {
     let uri = fake.uri.clone();
-    let app = spawn_app_with(move |s| {
+    spawn_app_with(move |s| {
         s.gateway = GatewaySettings::Stripe {
             secret_key: "sk_test_reserva".to_owned(),
             api_base: Some(uri),
         };
-        s.gateway_resilience = fast_policy(Duration::from_secs(1));
+        s.gateway_resilience = fast_policy(cool_down);
     })
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn a_refund_that_meets_an_open_breaker_is_retried_past_it_not_parked() {
+    // Arrange: a paid order at Stripe; the breaker opens after three failures and rests 1 s.
+    let fake = FakeStripe::start().await;
+    let app = spawn_on_stripe(&fake, Duration::from_secs(1)).await;
     app.register_product("MUG-1", 5).await;
     let id = place_order(&app, json!([{"sku": "MUG-1", "quantity": 1}])).await;
     let intent = intent_for(&fake, "order_id", &id).await;
@@ -282,15 +288,7 @@ async fn a_replayed_payment_step_reuses_the_created_intent_instead_of_failing_a_
     // Arrange: saga states cannot be written, so the saga creates the intent and the Payment
     // (both kept: they are the provider's and the store's) and then blocks; the customer pays.
     let fake = FakeStripe::start().await;
-    let uri = fake.uri.clone();
-    let app = spawn_app_with(move |s| {
-        s.gateway = GatewaySettings::Stripe {
-            secret_key: "sk_test_reserva".to_owned(),
-            api_base: Some(uri),
-        };
-        s.gateway_resilience = fast_policy(Duration::from_secs(600));
-    })
-    .await;
+    let app = spawn_on_stripe(&fake, Duration::from_secs(600)).await;
     app.register_product("MUG-1", 5).await;
     let mut blocker = app.hold_lock("BEGIN").await;
     sqlx::query("LOCK TABLE saga_instances IN EXCLUSIVE MODE")
