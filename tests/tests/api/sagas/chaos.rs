@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::{intent_for, order_reaches, place_order, post_webhook, stock};
+use super::{block_saga_states, intent_for, order_reaches, place_order, post_webhook, stock};
 use api::configuration::GatewaySettings;
 use commands::payment_gateway::{
     Chaos, Fault, IntentRequest, PaymentGateway, PaymentGatewayError, ResiliencePolicy, Resilient,
@@ -196,11 +196,7 @@ async fn a_saga_replayed_after_it_failed_the_payment_ends_payment_failed_not_hel
     // (reserve, stock held, the refused intent, release, payment failed), then blocks.
     let app = spawn_with_chaos(Fault::Refuse).await;
     app.register_product("MUG-1", 5).await;
-    let mut blocker = app.hold_lock("BEGIN").await;
-    sqlx::query("LOCK TABLE saga_instances IN EXCLUSIVE MODE")
-        .execute(&mut blocker)
-        .await
-        .unwrap();
+    let mut blocker = block_saga_states(&app).await;
     let id = place_order(&app, json!([{"sku": "MUG-1", "quantity": 1}])).await;
     tests::eventually("the saga failed the payment", || async {
         let events = app.events_for("order", &id).await;
@@ -290,11 +286,7 @@ async fn a_replayed_payment_step_reuses_the_created_intent_instead_of_failing_a_
     let fake = FakeStripe::start().await;
     let app = spawn_on_stripe(&fake, Duration::from_secs(600)).await;
     app.register_product("MUG-1", 5).await;
-    let mut blocker = app.hold_lock("BEGIN").await;
-    sqlx::query("LOCK TABLE saga_instances IN EXCLUSIVE MODE")
-        .execute(&mut blocker)
-        .await
-        .unwrap();
+    let mut blocker = block_saga_states(&app).await;
     let id = place_order(&app, json!([{"sku": "MUG-1", "quantity": 1}])).await;
     let intent = intent_for(&fake, "order_id", &id).await;
     eventually("the saga requested the payment", || async {

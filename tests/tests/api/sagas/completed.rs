@@ -1,8 +1,8 @@
 //! Sagas that complete: simulated or Stripe, despite duplicate webhooks or a restart.
 
 use super::{
-    count, event_types, intent_for, order_reaches, place_order, post_webhook, register_slot,
-    spawn_with_stripe, stock,
+    block_saga_states, count, event_types, intent_for, order_reaches, place_order, post_webhook,
+    register_slot, spawn_with_stripe, stock,
 };
 use serde_json::{Value, json};
 use tests::{eventually, spawn_app};
@@ -188,11 +188,7 @@ async fn a_saga_stopped_after_its_commands_but_before_its_state_resumes_without_
     app.register_product("MUG-1", 5).await;
     // A connection of the test's own: the pool's may belong to the server's worker threads,
     // which the restart below stops.
-    let mut blocker = app.hold_lock("BEGIN").await;
-    sqlx::query("LOCK TABLE saga_instances IN EXCLUSIVE MODE")
-        .execute(&mut blocker)
-        .await
-        .unwrap();
+    let mut blocker = block_saga_states(&app).await;
     let id = place_order(&app, json!([{"sku": "MUG-1", "quantity": 2}])).await;
     eventually("the saga issued its commands", || async {
         let events = app.events_for("order", &id).await;

@@ -92,6 +92,18 @@ async fn post_webhook(app: &TestApp, body: &str) {
     .await;
 }
 
+/// A transaction of the test's own holding `saga_instances` exclusively: the saga issues its
+/// commands but cannot store its state until `ROLLBACK` on the returned connection (its own
+/// connection, not the server's pool, so it survives a restart of the server).
+async fn block_saga_states(app: &TestApp) -> sqlx::PgConnection {
+    let mut blocker = app.hold_lock("BEGIN").await;
+    sqlx::query("LOCK TABLE saga_instances IN EXCLUSIVE MODE")
+        .execute(&mut blocker)
+        .await
+        .expect("lock saga_instances");
+    blocker
+}
+
 async fn stock(app: &TestApp, sku: &str) -> Value {
     let (code, item) = app
         .get_json(&format!(
