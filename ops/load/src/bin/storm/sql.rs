@@ -52,8 +52,11 @@ pub const SAGAS_NOT_ENDED: &str = "SELECT count(*) FROM saga_instances WHERE sta
 pub const DEAD_LETTERS: &str = "SELECT subscription, count(*) FROM dead_letters \
     WHERE status IN ('retrying', 'parked', 'waiting') GROUP BY 1 ORDER BY 1";
 
-/// Per payment: its owner, amount, successes and refunds; joined with the owner's last event.
-pub const MONEY: &str = r#"
+/// Per payment its owner, amount, successes and refunds (`p`), and each order's and
+/// booking's last event (`o`): the start both money queries share.
+macro_rules! payments_and_owners {
+    () => {
+        r#"
 WITH p AS (
   SELECT aggregate_id,
     max(payload->'PaymentCreated'->'owner'->>'kind') AS owner_kind,
@@ -65,7 +68,14 @@ WITH p AS (
 o AS (
   SELECT DISTINCT ON (aggregate_type, aggregate_id) aggregate_type, aggregate_id, event_type
   FROM events WHERE aggregate_type IN ('order', 'booking')
-  ORDER BY aggregate_type, aggregate_id, sequence DESC),
+  ORDER BY aggregate_type, aggregate_id, sequence DESC)"#
+    };
+}
+
+/// Per payment: its owner, amount, successes and refunds; joined with the owner's last event.
+pub const MONEY: &str = concat!(
+    payments_and_owners!(),
+    r#",
 paid AS (
   SELECT DISTINCT owner_kind, owner_id FROM p WHERE succeeded > 0)
 SELECT
@@ -75,7 +85,8 @@ SELECT
   (SELECT count(*) FROM p WHERE p.refunded > p.amount),
   (SELECT count(*) FROM p WHERE p.succeeded > 1),
   (SELECT count(*) FROM o LEFT JOIN paid ON paid.owner_kind = o.aggregate_type AND paid.owner_id = o.aggregate_id
-    WHERE o.event_type IN ('OrderCompleted', 'BookingConfirmed') AND paid.owner_id IS NULL)"#;
+    WHERE o.event_type IN ('OrderCompleted', 'BookingConfirmed') AND paid.owner_id IS NULL)"#
+);
 
 /// Why payments failed, in three buckets (declined by the provider, unavailable, breaker open).
 pub const FAILURES: &str = r#"
@@ -103,22 +114,13 @@ UNION ALL
  FROM dead_letters WHERE status IN ('retrying', 'parked', 'waiting') ORDER BY id LIMIT 5)"#;
 
 /// Payments that succeeded, are not fully refunded, and whose flow did not complete.
-pub const KEPT_EXAMPLES: &str = r#"
-WITH p AS (
-  SELECT aggregate_id,
-    max(payload->'PaymentCreated'->'owner'->>'kind') AS owner_kind,
-    max(payload->'PaymentCreated'->'owner'->>'id') AS owner_id,
-    max((payload->'PaymentCreated'->'amount'->>'amount')::bigint) AS amount,
-    count(*) FILTER (WHERE event_type = 'PaymentSucceeded') AS succeeded,
-    coalesce(max((payload->'PaymentRefunded'->'refunded_total'->>'amount')::bigint), 0) AS refunded
-  FROM events WHERE aggregate_type = 'payment' GROUP BY aggregate_id),
-o AS (
-  SELECT DISTINCT ON (aggregate_type, aggregate_id) aggregate_type, aggregate_id, event_type
-  FROM events WHERE aggregate_type IN ('order', 'booking')
-  ORDER BY aggregate_type, aggregate_id, sequence DESC)
+pub const KEPT_EXAMPLES: &str = concat!(
+    payments_and_owners!(),
+    r#"
 SELECT 'money kept', 'payment ' || p.aggregate_id || ' of ' || p.owner_kind || ' ' || p.owner_id
   || ' (last ' || coalesce(o.event_type, '?') || ', refunded ' || p.refunded || ' of ' || p.amount || ')'
 FROM p LEFT JOIN o ON o.aggregate_type = p.owner_kind AND o.aggregate_id = p.owner_id
 WHERE p.succeeded > 0 AND p.refunded < p.amount
   AND coalesce(o.event_type, '') NOT IN ('OrderCompleted', 'BookingConfirmed')
-LIMIT 5"#;
+LIMIT 5"#
+);
