@@ -66,6 +66,10 @@ pub struct Settings {
     /// `RESERVA_READ__WAIT_MS` (default `5000`): the longest a query with `min_position`
     /// waits for its projection before answering 503.
     pub read_wait: Duration,
+    /// `RESERVA_READ__CACHE_ROWS` (default `10000`; `0` turns it off): how many stock-item
+    /// rows the instance running the stock projection keeps in memory for reads (ADR 0008).
+    /// Off when queries read from a replica, whose rows lag the writer's.
+    pub read_cache_rows: usize,
     /// `RESERVA_STRIPE__WEBHOOK_WAIT_MS` (default `2000`): the longest a Stripe delivery for
     /// a payment the saga has not recorded yet waits for it before answering 503.
     pub webhook_wait: Duration,
@@ -404,6 +408,7 @@ impl Settings {
             db_max_connections: var("RESERVA_DB__MAX_CONNECTIONS", 32)?,
             data_dir: var("RESERVA_DATA_DIR", PathBuf::from(".reserva"))?,
             read_wait: Duration::from_millis(var("RESERVA_READ__WAIT_MS", 5000)?),
+            read_cache_rows: var("RESERVA_READ__CACHE_ROWS", 10_000)?,
             webhook_wait: Duration::from_millis(var("RESERVA_STRIPE__WEBHOOK_WAIT_MS", 2000)?),
             stripe_webhook_secret: std::env::var("RESERVA_STRIPE__WEBHOOK_SECRET")
                 .ok()

@@ -6,6 +6,8 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use commands::payment_gateway::{PaymentGateway, Resilient, SimulatedGateway, StripeGateway};
 use commands::{CommandBus, SnapshotPolicy};
+use projections::catalog;
+use projections::row_cache::ReadCaches;
 use sqlx::PgPool;
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -66,8 +68,14 @@ impl Application {
             None
         };
         let verifications = Verifications::default();
+        // A replica's rows lag the writer's, so a cache filled from it could keep an old row.
+        let read_caches = if settings.read_url.is_none() && settings.role.runs_workers() {
+            catalog::read_caches(settings.read_cache_rows)
+        } else {
+            ReadCaches::default()
+        };
         let workers = Arc::new(if settings.role.runs_workers() {
-            Workers::start(settings, &pool, &bus, gateway, &verifications)
+            Workers::start(settings, &pool, &bus, gateway, &verifications, &read_caches)
         } else {
             Workers::none(&bus)
         });
@@ -85,6 +93,7 @@ impl Application {
             pool,
             read_pool,
             reads_from_replica: settings.read_url.is_some(),
+            read_caches,
             workers: Arc::clone(&workers),
             rebuilds: Rebuilds::default(),
             verifications,

@@ -2,6 +2,7 @@
 
 use commands::CommandBus;
 use metrics_exporter_prometheus::PrometheusHandle;
+use projections::row_cache::ReadCaches;
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,9 @@ pub struct AppState {
     pub read_pool: PgPool,
     /// Whether `read_pool` is a replica.
     pub reads_from_replica: bool,
+    /// Rows of the projections this process writes, kept in memory for reads (empty with a
+    /// replica, on an API-only instance, or with `RESERVA_READ__CACHE_ROWS=0`).
+    pub read_caches: ReadCaches,
     /// The background work of this process (its projections report their progress).
     pub workers: Arc<Workers>,
     /// Rebuilds started over HTTP.

@@ -16,6 +16,7 @@ use commands::payment_gateway::PaymentGateway;
 use commands::sagas::{BookingSaga, Flow, OrderSaga, SagaRunner};
 use feed::{FeedSignal, Subscription, SubscriptionHandle, SubscriptionOptions, relay};
 use projections::catalog::{self, Running};
+use projections::row_cache::ReadCaches;
 use projections::wait;
 use sqlx::PgPool;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -93,6 +94,7 @@ impl Workers {
         bus: &CommandBus,
         gateway: Option<Arc<dyn PaymentGateway>>,
         verifications: &Verifications,
+        read_caches: &ReadCaches,
     ) -> Self {
         let (own, sagas, projections) = (Stage::default(), Stage::default(), Stage::default());
         let signal = bus.feed_signal();
@@ -104,6 +106,7 @@ impl Workers {
             pool,
             signal,
             &options,
+            read_caches,
             &projections.stop,
             &projections.tracker,
         );

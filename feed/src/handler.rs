@@ -23,6 +23,17 @@ pub trait Handler: Send + Sync + 'static {
         self.wants(aggregate_type)
     }
 
+    /// The rows of these aggregates changed in a transaction that has just committed. Called
+    /// before the runner reports its progress, so that a handler keeping rows in memory drops
+    /// them before any reader that waited for that progress looks.
+    fn committed(&self, _aggregate_ids: &[&str]) {}
+
+    /// This process's runner took (`running`) or lost the subscription's lease, or found its
+    /// checkpoint moved by another writer (a rebuild's swap): whatever the handler keeps in
+    /// memory about the rows is void. Only a handler whose runner holds the lease knows every
+    /// write as it commits.
+    fn reset(&self, _running: bool) {}
+
     /// Applies `events` (in feed order, all wanted) inside the runner's open transaction.
     ///
     /// The connection is inside a transaction (or a savepoint of one) that the runner owns:

@@ -19,6 +19,28 @@ use crate::FeedSignal;
 /// The channel appends are announced on.
 pub const CHANNEL: &str = "reserva_events";
 
+/// The channel rewrites of a subscription's rows behind its runner (a rebuild's swap, a
+/// repair) are announced on, the payload naming the subscription: every process forgets the
+/// rows it keeps in memory for it ([`FeedSignal::rewritten`]).
+pub const REWRITES: &str = "reserva_rewrites";
+
+/// Announces, inside the transaction that rewrites them, that subscription `name`'s rows were
+/// rewritten: PostgreSQL delivers the notice when (and only if) it commits.
+///
+/// # Errors
+/// The database's.
+pub async fn announce_rewrite(
+    conn: &mut sqlx::PgConnection,
+    name: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(REWRITES)
+        .bind(name)
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
 /// Between the announcing instance and the comma-separated aggregate types it appended, so
 /// that other processes wake only the subscriptions that want them.
 const SEPARATOR: char = '|';
@@ -74,13 +96,25 @@ async fn listen(pool: PgPool, signal: FeedSignal, instance: String) {
                 continue;
             }
         };
-        if let Err(error) = listener.listen(CHANNEL).await {
+        if let Err(error) = listener.listen_all([CHANNEL, REWRITES]).await {
             tracing::debug!(%error, "cannot LISTEN; relying on polling");
             tokio::time::sleep(Duration::from_secs(5)).await;
             continue;
         }
-        // `recv` reconnects by itself; an error means it could not.
-        while let Ok(notice) = listener.recv().await {
+        // Notices sent before we listened are lost: rows kept in memory may be stale.
+        signal.rewritten(None);
+        // `try_recv` reconnects by itself and says so with `None` (notices sent meanwhile are
+        // lost); an error means it could not.
+        while let Ok(notice) = listener.try_recv().await {
+            let Some(notice) = notice else {
+                signal.rewritten(None);
+                signal.bump_remote(None);
+                continue;
+            };
+            if notice.channel() == REWRITES {
+                signal.rewritten(Some(notice.payload()));
+                continue;
+            }
             match notice.payload().split_once(SEPARATOR) {
                 Some((from, _)) if from == instance => {}
                 Some((_, types)) => {

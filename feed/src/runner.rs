@@ -164,7 +164,10 @@ impl Subscription {
         let name = self.handler.name().to_owned();
         let mut failures = 0;
         while !stop.is_cancelled() {
-            match self.session(&stop).await {
+            let ended = self.session(&stop).await;
+            // Whatever the session ended on, the lease may be gone with it.
+            self.handler.reset(false);
+            match ended {
                 Ok(()) => break,
                 Err(error) => {
                     failures += 1;
@@ -202,6 +205,7 @@ impl Subscription {
             known: checkpoint::stored(&mut conn, name).await?,
             retries: Retries::now(),
         };
+        self.handler.reset(true);
         self.progress.send_replace(state.known);
         let handler = Arc::clone(&self.handler);
         let mut wake = self
@@ -273,6 +277,7 @@ impl Subscription {
             // parked aggregates belongs to the old table.
             state.parked = dead_letters::open_aggregates(&mut tx, name).await?;
             state.known = checkpoint;
+            self.handler.reset(true);
         }
         let events = read::read_after(&mut tx, checkpoint, &[], self.options.batch_size).await?;
         let Some(last) = events.last().map(|e| e.checkpoint) else {
@@ -295,6 +300,7 @@ impl Subscription {
                     Some(read::held_back(&mut tx, last, &[]).await?)
                 };
                 tx.commit().await?;
+                self.handler.committed(&ids(&live));
                 self.advanced(state, last);
                 telemetry::record_lag(name, &live);
                 Ok(held_back.map_or(Step::Progress, |held_back| Step::CaughtUp { held_back }))
@@ -371,6 +377,7 @@ impl Subscription {
         dead_letters::queue_behind(&mut tx, name, &behind).await?;
         checkpoint::store(&mut tx, name, last).await?;
         tx.commit().await?;
+        self.handler.committed(&ids(&applied));
         state.parked.extend(newly_parked);
         if !failed.is_empty() {
             state.retries.due_within(backoff.delay(1));
@@ -387,6 +394,15 @@ impl Subscription {
         state: &mut RunState,
     ) -> Result<(), RunnerError> {
         let served = retry::serve(conn, self.handler.as_ref(), &self.options).await?;
+        // A retry that succeeded applied events of an aggregate that is now flowing again or
+        // still held behind a later one.
+        let touched: Vec<&str> = served
+            .emptied
+            .iter()
+            .chain(&served.parked)
+            .map(|key| key.aggregate_id.as_str())
+            .collect();
+        self.handler.committed(&touched);
         for key in served.emptied {
             state.parked.remove(&key);
         }
@@ -415,6 +431,11 @@ impl Subscription {
         state.known = to;
         self.progress.send_replace(to);
     }
+}
+
+/// The aggregate ids of `events`.
+fn ids(events: &[FeedEvent]) -> Vec<&str> {
+    events.iter().map(|e| e.aggregate_id.as_str()).collect()
 }
 
 /// When the runner next looks at its dead letters: at least every poll interval (requests

@@ -7,6 +7,10 @@ use tokio::sync::watch;
 /// Which aggregate types a subscriber wants (its [`crate::Handler::wants`]).
 pub type Interest = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
+/// Forgets the rows of a subscription that a process keeps in memory
+/// ([`FeedSignal::on_rewrite`]).
+pub type Forget = Arc<dyn Fn() + Send + Sync>;
+
 /// An in-process "events were appended" signal, addressed by aggregate type.
 ///
 /// Commits bump it with their aggregate's type after they return, and only the subscribers
@@ -33,6 +37,8 @@ struct Inner {
     /// Types this process appended since the relay last announced.
     appended: Mutex<BTreeSet<String>>,
     subscribers: RwLock<Vec<Subscriber>>,
+    /// What to call when a subscription's rows were rewritten behind its runner.
+    forgetters: RwLock<Vec<(String, Forget)>>,
 }
 
 struct Subscriber {
@@ -135,6 +141,32 @@ impl FeedSignal {
     /// A receiver of this process's own appends only.
     pub fn subscribe_local(&self) -> watch::Receiver<u64> {
         self.inner.local.subscribe()
+    }
+
+    /// Calls `forget` whenever the rows of subscription `name` were rewritten by someone other
+    /// than its runner (a rebuild's swap, a repair), in this process or, through the relay, in
+    /// another.
+    pub fn on_rewrite(&self, name: &str, forget: Forget) {
+        self.inner
+            .forgetters
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((name.to_owned(), forget));
+    }
+
+    /// The rows of subscription `name` (`None`: of any, as when notices may have been missed)
+    /// were rewritten behind its runner.
+    pub fn rewritten(&self, name: Option<&str>) {
+        let forgetters = self
+            .inner
+            .forgetters
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (subscription, forget) in forgetters.iter() {
+            if name.is_none_or(|n| n == subscription) {
+                forget();
+            }
+        }
     }
 
     /// The types this process appended since the last call (for the relay's announcement).

@@ -3,6 +3,7 @@
 use feed::FeedSignal;
 use feed::{Subscription, SubscriptionHandle, SubscriptionOptions};
 use sqlx::PgPool;
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -11,6 +12,7 @@ use crate::models::orders::Orders;
 use crate::models::payments::Payments;
 use crate::models::stock_items::StockLevels;
 use crate::read_model::{Model, Projection};
+use crate::row_cache::ReadCaches;
 
 static ORDERS: Model<Orders> = Model::new();
 static BOOKINGS: Model<Bookings> = Model::new();
@@ -32,31 +34,48 @@ pub fn names() -> Vec<&'static str> {
     all().iter().map(|p| p.name()).collect()
 }
 
+/// A cache of at most `rows` rows for each projection that may keep its rows in memory (none
+/// when `rows` is 0).
+pub fn read_caches(rows: usize) -> ReadCaches {
+    ReadCaches::new(
+        all().into_iter().filter(|p| p.cached()).map(|p| p.name()),
+        rows,
+    )
+}
+
 /// Starts one runner per projection (each waits in standby while another process runs it).
 pub fn start(pool: &PgPool, signal: &FeedSignal, options: &SubscriptionOptions) -> Running {
     start_under(
         pool,
         signal,
         options,
+        &ReadCaches::default(),
         &CancellationToken::new(),
         &TaskTracker::new(),
     )
 }
 
 /// Like [`start`], the runners stopping cleanly when `shutdown` is cancelled and tracked by
-/// `group`.
+/// `group`; each projection with a cache in `caches` keeps it exact (it serves while its
+/// runner here holds the lease, and forgets its rows when they are rewritten elsewhere).
 pub fn start_under(
     pool: &PgPool,
     signal: &FeedSignal,
     options: &SubscriptionOptions,
+    caches: &ReadCaches,
     shutdown: &CancellationToken,
     group: &TaskTracker,
 ) -> Running {
     let handles = all()
         .iter()
         .map(|p| {
+            let cache = caches.get(p.name()).cloned();
+            if let Some(cache) = &cache {
+                let cache = Arc::clone(cache);
+                signal.on_rewrite(p.name(), Arc::new(move || cache.clear()));
+            }
             Subscription::new(
-                p.handler(p.table()),
+                p.live_handler(cache),
                 pool.clone(),
                 signal.clone(),
                 options.clone(),

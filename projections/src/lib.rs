@@ -32,6 +32,7 @@ pub mod projector;
 pub mod queries;
 pub mod read_model;
 pub mod rebuild;
+pub mod row_cache;
 pub mod status;
 pub mod verify;
 pub mod wait;

@@ -6,9 +6,11 @@ use feed::{FeedEvent, Handler, HandlerError};
 use sqlx::PgConnection;
 use std::collections::HashMap;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use tokio::sync::OnceCell;
 
 use crate::read_model::{Applied, ReadModel};
+use crate::row_cache::RowCache;
 
 /// Applies a [`ReadModel`] to one table.
 pub struct Projector<M> {
@@ -19,6 +21,8 @@ pub struct Projector<M> {
     /// `INSERT … ON CONFLICT (id) DO UPDATE` naming every column, built from the table's
     /// catalogue on first use.
     upsert: OnceCell<String>,
+    /// The live table's rows kept in memory, dropped as they are written.
+    cache: Option<Arc<RowCache>>,
     model: PhantomData<fn() -> M>,
 }
 
@@ -42,8 +46,16 @@ impl<M: ReadModel> Projector<M> {
                 "INSERT INTO {table} SELECT * FROM jsonb_populate_recordset(NULL::{table}, $1::jsonb)"
             ),
             upsert: OnceCell::new(),
+            cache: None,
             model: PhantomData,
         }
+    }
+
+    /// The same projector, dropping the rows it writes from `cache` once they commit.
+    #[must_use]
+    pub fn with_cache(mut self, cache: Option<Arc<RowCache>>) -> Self {
+        self.cache = cache;
+        self
     }
 
     /// Folds `events` into the rows they touch and writes those rows back.
@@ -241,6 +253,18 @@ impl<M: ReadModel> Handler for Projector<M> {
 
     fn follows(&self, aggregate_type: &str) -> bool {
         self.wants(aggregate_type) || M::FOLLOWS.contains(&aggregate_type)
+    }
+
+    fn committed(&self, aggregate_ids: &[&str]) {
+        if let Some(cache) = &self.cache {
+            cache.invalidate(aggregate_ids);
+        }
+    }
+
+    fn reset(&self, running: bool) {
+        if let Some(cache) = &self.cache {
+            cache.set_serving(running);
+        }
     }
 
     async fn handle(

@@ -14,6 +14,7 @@ use crate::models::bookings::BookingRow;
 use crate::models::orders::OrderRow;
 use crate::models::payments::PaymentRow;
 use crate::models::stock_items::StockLevel;
+use crate::row_cache::RowCache;
 
 /// Why a query failed.
 #[derive(Debug, thiserror::Error)]
@@ -268,15 +269,36 @@ pub async fn bookings(
 ///
 /// # Errors
 /// [`QueryError`].
-pub async fn stock_item(pool: &PgPool, sku: &str) -> Result<Option<StockLevel>, QueryError> {
+pub async fn stock_item(
+    pool: &PgPool,
+    cache: Option<&RowCache>,
+    sku: &str,
+) -> Result<Option<StockLevel>, QueryError> {
+    if let Some(row) = cache.and_then(|c| c.get(sku)) {
+        metrics::counter!(CACHE_READS, "projection" => "stock_items", "outcome" => "hit")
+            .increment(1);
+        return decode::<StockLevel>("stock item", &row).map(Some);
+    }
+    let ticket = cache.and_then(RowCache::ticket);
     let row: Option<String> =
         sqlx::query_scalar("SELECT to_jsonb(s)::text FROM rm_stock_items s WHERE s.id = $1")
             .bind(sku)
             .fetch_optional(pool)
             .await?;
+    if let (Some(cache), Some(ticket)) = (cache, ticket) {
+        metrics::counter!(CACHE_READS, "projection" => "stock_items", "outcome" => "miss")
+            .increment(1);
+        if let Some(row) = &row {
+            cache.fill(ticket, sku, row);
+        }
+    }
     row.map(|s| decode::<StockLevel>("stock item", &s))
         .transpose()
 }
+
+/// Reads of a cached projection's row, by `projection` and `outcome` (`hit` or `miss`); a
+/// process that does not run the projection counts none.
+pub const CACHE_READS: &str = "reserva_read_cache_reads_total";
 
 /// Filters of the stock list.
 #[derive(Debug, Clone, Default)]

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use crate::bulk::{Bulk, BulkProjector};
 use crate::projector::Projector;
+use crate::row_cache::RowCache;
 use crate::verify::{Fold, MemoryFold};
 
 /// Where and when the event being applied was recorded.
@@ -42,6 +43,9 @@ pub trait ReadModel: Send + Sync + 'static {
     /// not fold them: those of the models a joined view reads beside it, which must see this
     /// model's checkpoint pass their rows' positions without waiting for its next poll.
     const FOLLOWS: &'static [&'static str] = &[];
+    /// Whether its rows are read one by one on their own (no join with another model), so
+    /// that the process running it may keep the hot ones in memory ([`crate::row_cache`]).
+    const CACHED: bool = false;
     /// The aggregate whose events it folds.
     type Aggregate: Aggregate;
     /// One row; serde field names are the table's column names.
@@ -69,6 +73,10 @@ pub trait Projection: Send + Sync + 'static {
     fn aggregate_type(&self) -> &'static str;
     /// A handler writing to `table` (the live table, or a rebuild's shadow).
     fn handler(&self, table: &str) -> Arc<dyn Handler>;
+    /// The handler of the live table, dropping what it writes from `cache`.
+    fn live_handler(&self, cache: Option<Arc<RowCache>>) -> Arc<dyn Handler>;
+    /// Whether its rows may be kept in memory ([`ReadModel::CACHED`]).
+    fn cached(&self) -> bool;
     /// An in-memory fold writing to a rebuild's empty shadow `table`.
     fn bulk(&self, table: &str) -> Box<dyn Bulk>;
     /// An in-memory fold to compare with (and repair) the live table.
@@ -106,6 +114,14 @@ impl<M: ReadModel> Projection for Model<M> {
 
     fn handler(&self, table: &str) -> Arc<dyn Handler> {
         Arc::new(Projector::<M>::new(table))
+    }
+
+    fn live_handler(&self, cache: Option<Arc<RowCache>>) -> Arc<dyn Handler> {
+        Arc::new(Projector::<M>::new(M::TABLE).with_cache(cache))
+    }
+
+    fn cached(&self) -> bool {
+        M::CACHED
     }
 
     fn bulk(&self, table: &str) -> Box<dyn Bulk> {

@@ -208,6 +208,8 @@ async fn build_and_swap(
     checkpoint::ensure_row(&mut tx, name).await?;
     checkpoint::store(&mut tx, name, head).await?;
     dead_letters::supersede(&mut tx, name).await?;
+    // Every process keeping the old table's rows in memory forgets them once this commits.
+    feed::relay::announce_rewrite(&mut tx, name).await?;
     tx.commit().await?;
     sqlx::query(&format!("DROP TABLE {old}"))
         .execute(&mut *conn)

@@ -90,6 +90,7 @@ pub async fn spawn_app_on_database(
         db_max_connections: 16,
         data_dir: ".reserva".into(),
         read_wait: std::time::Duration::from_secs(10),
+        read_cache_rows: 10_000,
         webhook_wait: std::time::Duration::from_secs(2),
         stripe_webhook_secret: WEBHOOK_SECRET.to_owned(),
         gateway: GatewaySettings::Simulated {

@@ -210,9 +210,13 @@ pub async fn get_stock_item(
     let sku = path_sku(&path)?;
     settle(&state, &params, &["stock_items"]).await?;
     found(
-        queries::stock_item(&state.read_pool, sku.as_str())
-            .await?
-            .map(StockItemView::from),
+        queries::stock_item(
+            &state.read_pool,
+            state.read_caches.get("stock_items").map(AsRef::as_ref),
+            sku.as_str(),
+        )
+        .await?
+        .map(StockItemView::from),
         "stock_item_not_found",
         || format!("no stock item {sku}"),
     )

@@ -191,6 +191,8 @@ pub async fn verify(
                 message: e.to_string(),
             })?;
         repaired = ids.len();
+        // Every process keeping the differing rows in memory forgets them once this commits.
+        feed::relay::announce_rewrite(&mut tx, name).await?;
     }
     tx.commit().await?;
     progress.send_modify(|p| p.phase = Phase::Done);
