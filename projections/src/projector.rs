@@ -275,6 +275,10 @@ impl<M: ReadModel> Handler for Projector<M> {
         if events.is_empty() {
             return Ok(());
         }
+        if let Some(cache) = &self.cache {
+            let keys: Vec<&str> = events.iter().map(|e| e.aggregate_id.as_str()).collect();
+            cache.writing(&keys);
+        }
         self.apply(conn, events).await
     }
 }

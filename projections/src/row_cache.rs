@@ -13,6 +13,9 @@
 //! - **A fill cannot race a write.** A miss takes a ticket (the cache's epoch), reads the row,
 //!   and keeps it only if no write or reset came in between ([`RowCache::fill`]): a row read
 //!   before a batch committed and offered after the batch's invalidation is thrown away.
+//! - **Reads never go back in time.** While a batch writing a row is in flight the row is
+//!   neither served nor kept ([`RowCache::writing`]): between the batch's commit and its
+//!   invalidation, a copy from before could otherwise follow a read of the new row.
 //!
 //! Writers behind the runner's back (a rebuild's swap, `verify --repair`, possibly in another
 //! process) announce themselves through the relay ([`feed::relay::announce_rewrite`]), and
@@ -21,7 +24,7 @@
 //! Rows are kept as the JSON text the query returns, so the cache knows no row type.
 
 use lru::LruCache;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -33,6 +36,8 @@ struct Inner {
     /// Bumped by every invalidation and reset; a fill must present the epoch it read before.
     epoch: u64,
     rows: LruCache<String, String>,
+    /// Keys a batch in flight writes: read from PostgreSQL until it commits.
+    writing: HashSet<String>,
 }
 
 /// One projection's rows by key, as JSON text.
@@ -63,6 +68,7 @@ impl RowCache {
                 serving: false,
                 epoch: 0,
                 rows: LruCache::new(capacity),
+                writing: HashSet::new(),
             }),
         }
     }
@@ -75,7 +81,7 @@ impl RowCache {
     /// The row of `key`, if kept and the cache serves.
     pub fn get(&self, key: &str) -> Option<String> {
         let mut inner = self.lock();
-        if !inner.serving {
+        if !inner.serving || inner.writing.contains(key) {
             return None;
         }
         inner.rows.get(key).cloned()
@@ -92,20 +98,34 @@ impl RowCache {
     /// Returns whether it was kept.
     pub fn fill(&self, ticket: Ticket, key: &str, row: &str) -> bool {
         let mut inner = self.lock();
-        if !inner.serving || inner.epoch != ticket.0 {
+        if !inner.serving || inner.epoch != ticket.0 || inner.writing.contains(key) {
             return false;
         }
         inner.rows.put(key.to_owned(), row.to_owned());
         true
     }
 
-    /// The rows of `keys` changed (committed): drop them and void every outstanding ticket.
+    /// A batch (uncommitted) is writing the rows of `keys`: drop them, and neither serve nor
+    /// keep them until [`RowCache::invalidate`] says the batch ended.
+    pub fn writing(&self, keys: &[&str]) {
+        let mut inner = self.lock();
+        inner.epoch = inner.epoch.wrapping_add(1);
+        for key in keys {
+            inner.rows.pop(*key);
+            inner.writing.insert((*key).to_owned());
+        }
+    }
+
+    /// The batch in flight ended (committed, or rolled back and retried) having written the
+    /// rows of `keys`: drop them, void every outstanding ticket, and serve again what the
+    /// batch had held back (the runner writes one batch at a time).
     pub fn invalidate(&self, keys: &[&str]) {
         let mut inner = self.lock();
         inner.epoch = inner.epoch.wrapping_add(1);
         for key in keys {
             inner.rows.pop(*key);
         }
+        inner.writing.clear();
     }
 
     /// Forgets every row (rows were rewritten behind the runner); serving stays as it is.
@@ -121,6 +141,7 @@ impl RowCache {
         let mut inner = self.lock();
         inner.epoch = inner.epoch.wrapping_add(1);
         inner.rows.clear();
+        inner.writing.clear();
         inner.serving = serving;
     }
 
@@ -198,6 +219,23 @@ mod tests {
         cache.invalidate(&["A"]);
         assert!(!cache.fill(before, "A", "old"));
         assert_eq!(cache.get("A"), None);
+        let after = cache.ticket().expect("serving");
+        assert!(cache.fill(after, "A", "new"));
+        assert_eq!(cache.get("A").as_deref(), Some("new"));
+    }
+
+    #[test]
+    fn a_row_being_written_is_neither_served_nor_kept_until_the_batch_ends() {
+        let cache = cache();
+        let ticket = cache.ticket().expect("serving");
+        cache.fill(ticket, "A", "old");
+        cache.writing(&["A"]);
+        assert_eq!(cache.get("A"), None);
+        // A miss while the batch is in flight reads the old row (or, after the commit, the
+        // new one): neither may be kept before the batch ends.
+        let during = cache.ticket().expect("serving");
+        assert!(!cache.fill(during, "A", "old"));
+        cache.invalidate(&["A"]);
         let after = cache.ticket().expect("serving");
         assert!(cache.fill(after, "A", "new"));
         assert_eq!(cache.get("A").as_deref(), Some("new"));

@@ -136,6 +136,15 @@ pub async fn spawn_app_with_auth() -> TestApp {
 /// Builds and runs a server on `database` (already migrated).
 async fn start(settings: Settings, database: std::sync::Arc<TestDatabase>) -> TestApp {
     let pool = database.pool.clone();
+    start_on(settings, database, pool).await
+}
+
+/// Builds and runs a server on `database` through `pool`.
+async fn start_on(
+    settings: Settings,
+    database: std::sync::Arc<TestDatabase>,
+    pool: sqlx::PgPool,
+) -> TestApp {
     let app = Application::build(&settings, pool.clone()).expect("build the app");
     let address = format!("http://127.0.0.1:{}", app.port());
     let bus = app.bus().clone();
@@ -170,11 +179,17 @@ impl TestApp {
 
 impl TestApp {
     /// Starts a second server on this one's database with settings adjusted by `configure`
-    /// (both keep running): another instance, as a deployment of several would have.
+    /// (both keep running): another instance, as a deployment of several would have, with a
+    /// pool of its own (its runners' connections must not starve the first one's).
     pub async fn another_instance(&self, configure: impl FnOnce(&mut Settings)) -> TestApp {
         let mut settings = self.settings.clone();
         configure(&mut settings);
-        start(settings, std::sync::Arc::clone(&self._database)).await
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(settings.db_max_connections)
+            .connect_with(self.pool.connect_options().as_ref().clone())
+            .await
+            .expect("another instance's pool");
+        start_on(settings, std::sync::Arc::clone(&self._database), pool).await
     }
 }
 

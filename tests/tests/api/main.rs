@@ -28,6 +28,7 @@ mod plans;
 mod pool;
 mod projections;
 mod rate_limits;
+mod read_cache;
 mod read_models;
 mod reconcile;
 mod replica;

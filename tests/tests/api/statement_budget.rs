@@ -30,8 +30,10 @@ const RESTOCK_BUDGET: f64 = 15.0;
 /// Statements per order flow from `POST` to `COMPLETED`: order, stock and payment commands,
 /// the saga's steps, and the orders, payments and stock projections (110 quiet, 141.5 loaded).
 const ORDER_FLOW_BUDGET: f64 = 200.0;
-/// Statements per `GET` of a stock item.
-const READ_BUDGET: f64 = 2.0;
+/// Statements per `GET` of a stock item: the instance that runs the stock projection keeps
+/// the row in memory (ADR 0008), so after the restocks dropped it one read misses (one
+/// statement) and the other 49 hit. Without the cache it is one statement each.
+const READ_BUDGET: f64 = 0.1;
 
 const RESTOCKS: u32 = 50;
 const ORDERS: u32 = 10;
