@@ -6,7 +6,6 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use commands::payment_gateway::{PaymentGateway, Resilient, SimulatedGateway, StripeGateway};
 use commands::{CommandBus, SnapshotPolicy};
-use projections::catalog;
 use projections::row_cache::ReadCaches;
 use sqlx::PgPool;
 use std::net::TcpListener;
@@ -70,7 +69,7 @@ impl Application {
         let verifications = Verifications::default();
         // A replica's rows lag the writer's, so a cache filled from it could keep an old row.
         let read_caches = if settings.read_url.is_none() && settings.role.runs_workers() {
-            catalog::read_caches(settings.read_cache_rows)
+            ReadCaches::new(settings.read_cache_rows)
         } else {
             ReadCaches::default()
         };

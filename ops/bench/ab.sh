@@ -10,7 +10,7 @@
 #   ROUNDS        default 2
 #   env ADMIN_URL (default postgres://postgres@127.0.0.1:5432/postgres; a scratch database
 #       reserva_ab is created there and dropped after), SECS (default 8), CLIENTS (default "8,32"),
-#       PORT (default 18083)
+#       PORT (default 18083), PARTS (default "restock get saga": which measures to run)
 # The load drivers come from this checkout's release build.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -23,6 +23,7 @@ DB_URL="${ADMIN_URL%/*}/reserva_ab"
 SECS=${SECS:-8}
 CLIENTS=${CLIENTS:-8,32}
 PORT=${PORT:-18083}
+PARTS=${PARTS:-restock get saga}
 URL=http://127.0.0.1:$PORT
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/tmp/reserva-target}
 BIN=$CARGO_TARGET_DIR/release
@@ -42,11 +43,18 @@ run() { # binary label
   server=$!
   for _ in $(seq 150); do curl -sf "$URL/health/ready" >/dev/null && break; sleep 0.2; done
   echo "== $2 ($1)"
-  "$BIN/reserva-load" --url "$URL" --skus 4000 --clients "$CLIENTS" --seconds "$SECS" | sed 's/^/restock /'
-  "$BIN/reserva-http-load" --label get --url "$URL/api/v1/stock-items/{id}" --ids 4000 --id-prefix LOAD- \
-    --clients "$CLIENTS" --seconds "$SECS"
-  "$BIN/reserva-saga-latency" --url "$URL" --database-url "$DB_URL" --customers 16 --seconds "$SECS" \
-    --poll-ms 5 --max-polls 1000 | grep -A1 '^customers' | sed 's/^/saga /'
+  # The GETs read the items the restock driver registers, so `get` runs it too.
+  if [[ " $PARTS " == *" restock "* || " $PARTS " == *" get "* ]]; then
+    "$BIN/reserva-load" --url "$URL" --skus 4000 --clients "$CLIENTS" --seconds "$SECS" | sed 's/^/restock /'
+  fi
+  if [[ " $PARTS " == *" get "* ]]; then
+    "$BIN/reserva-http-load" --label get --url "$URL/api/v1/stock-items/{id}" --ids 4000 --id-prefix LOAD- \
+      --clients "$CLIENTS" --seconds "$SECS"
+  fi
+  if [[ " $PARTS " == *" saga "* ]]; then
+    "$BIN/reserva-saga-latency" --url "$URL" --database-url "$DB_URL" --customers 16 --seconds "$SECS" \
+      --poll-ms 5 --max-polls 1000 | grep -A1 '^customers' | sed 's/^/saga /'
+  fi
   kill "$server"
   wait "$server" 2>/dev/null || true
   server=

@@ -34,15 +34,6 @@ pub fn names() -> Vec<&'static str> {
     all().iter().map(|p| p.name()).collect()
 }
 
-/// A cache of at most `rows` rows for each projection that may keep its rows in memory (none
-/// when `rows` is 0).
-pub fn read_caches(rows: usize) -> ReadCaches {
-    ReadCaches::new(
-        all().into_iter().filter(|p| p.cached()).map(|p| p.name()),
-        rows,
-    )
-}
-
 /// Starts one runner per projection (each waits in standby while another process runs it).
 pub fn start(pool: &PgPool, signal: &FeedSignal, options: &SubscriptionOptions) -> Running {
     start_under(
@@ -69,13 +60,13 @@ pub fn start_under(
     let handles = all()
         .iter()
         .map(|p| {
-            let cache = caches.get(p.name()).cloned();
-            if let Some(cache) = &cache {
-                let cache = Arc::clone(cache);
-                signal.on_rewrite(p.name(), Arc::new(move || cache.clear()));
+            let writers = caches.writers(p.name());
+            for writer in &writers {
+                let writer = writer.clone();
+                signal.on_rewrite(p.name(), Arc::new(move || writer.clear()));
             }
             Subscription::new(
-                p.live_handler(cache),
+                p.live_handler(writers),
                 pool.clone(),
                 signal.clone(),
                 options.clone(),

@@ -6,11 +6,10 @@ use feed::{FeedEvent, Handler, HandlerError};
 use sqlx::PgConnection;
 use std::collections::HashMap;
 use std::marker::PhantomData;
-use std::sync::Arc;
 use tokio::sync::OnceCell;
 
 use crate::read_model::{Applied, ReadModel};
-use crate::row_cache::RowCache;
+use crate::row_cache::CacheWriter;
 
 /// Applies a [`ReadModel`] to one table.
 pub struct Projector<M> {
@@ -21,8 +20,9 @@ pub struct Projector<M> {
     /// `INSERT … ON CONFLICT (id) DO UPDATE` naming every column, built from the table's
     /// catalogue on first use.
     upsert: OnceCell<String>,
-    /// The live table's rows kept in memory, dropped as they are written.
-    cache: Option<Arc<RowCache>>,
+    /// The caches this live table's rows (or views joining them) are kept in, dropped as
+    /// they are written.
+    caches: Vec<CacheWriter>,
     model: PhantomData<fn() -> M>,
 }
 
@@ -46,15 +46,16 @@ impl<M: ReadModel> Projector<M> {
                 "INSERT INTO {table} SELECT * FROM jsonb_populate_recordset(NULL::{table}, $1::jsonb)"
             ),
             upsert: OnceCell::new(),
-            cache: None,
+            caches: Vec::new(),
             model: PhantomData,
         }
     }
 
-    /// The same projector, dropping the rows it writes from `cache` once they commit.
+    /// The same projector, dropping the rows it writes from `caches` (held while its batch
+    /// is in flight, dropped again once it commits).
     #[must_use]
-    pub fn with_cache(mut self, cache: Option<Arc<RowCache>>) -> Self {
-        self.cache = cache;
+    pub fn with_caches(mut self, caches: Vec<CacheWriter>) -> Self {
+        self.caches = caches;
         self
     }
 
@@ -256,14 +257,14 @@ impl<M: ReadModel> Handler for Projector<M> {
     }
 
     fn committed(&self, aggregate_ids: &[&str]) {
-        if let Some(cache) = &self.cache {
-            cache.invalidate(aggregate_ids);
+        for cache in &self.caches {
+            cache.committed(aggregate_ids);
         }
     }
 
     fn reset(&self, running: bool) {
-        if let Some(cache) = &self.cache {
-            cache.set_serving(running);
+        for cache in &self.caches {
+            cache.reset(running);
         }
     }
 
@@ -275,9 +276,11 @@ impl<M: ReadModel> Handler for Projector<M> {
         if events.is_empty() {
             return Ok(());
         }
-        if let Some(cache) = &self.cache {
-            let keys: Vec<&str> = events.iter().map(|e| e.aggregate_id.as_str()).collect();
-            cache.writing(&keys);
+        if !self.caches.is_empty() {
+            let ids: Vec<&str> = events.iter().map(|e| e.aggregate_id.as_str()).collect();
+            for cache in &self.caches {
+                cache.writing(&ids);
+            }
         }
         self.apply(conn, events).await
     }

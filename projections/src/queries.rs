@@ -14,7 +14,7 @@ use crate::models::bookings::BookingRow;
 use crate::models::orders::OrderRow;
 use crate::models::payments::PaymentRow;
 use crate::models::stock_items::StockLevel;
-use crate::row_cache::RowCache;
+use crate::row_cache::{JoinedRows, RowCache};
 
 /// Why a query failed.
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +98,9 @@ trait WithPayment: DeserializeOwned {
     /// How its table joins the payments.
     const JOIN: Join;
 
+    /// The payment the row names (what the joined view links to).
+    fn payment_id(&self) -> Option<Uuid>;
+
     /// One joined row (`main`, `payment` JSON at columns 0 and 1), adding what it needs to be
     /// consistent to `gap`.
     fn from_joined(row: &PgRow, gap: &mut Gap) -> Result<Joined<Self>, QueryError> {
@@ -114,6 +117,10 @@ impl WithPayment for OrderRow {
         main: "orders",
         main_alias: "o",
     };
+
+    fn payment_id(&self) -> Option<Uuid> {
+        self.payment_id
+    }
 }
 
 impl WithPayment for BookingRow {
@@ -122,6 +129,10 @@ impl WithPayment for BookingRow {
         main: "bookings",
         main_alias: "b",
     };
+
+    fn payment_id(&self) -> Option<Uuid> {
+        self.payment_id
+    }
 }
 
 /// `SELECT <main>, <payment>, <consistency> FROM <main table> … LEFT JOIN rm_payments p …`
@@ -135,21 +146,48 @@ fn joined_sql<V: WithPayment>(table: &str, rest: &str) -> String {
     )
 }
 
-/// One row by id (`$1`), joined with its payment at one point of the feed.
+/// One row by id (`$1`), joined with its payment at one point of the feed: from `cache`
+/// when it keeps the pair, else read (and kept, linked to its payment, if nothing was written
+/// meanwhile).
 async fn one<V: WithPayment>(
     pool: &PgPool,
+    cache: Option<&RowCache<JoinedRows>>,
     sql: &str,
     id: Uuid,
     wait: Duration,
 ) -> Result<Option<Joined<V>>, QueryError> {
-    V::JOIN
+    let key = id.to_string();
+    let projection = V::JOIN.main;
+    if let Some((main, payment_json)) = cache.and_then(|c| c.get(&key)) {
+        metrics::counter!(CACHE_READS, "projection" => projection, "outcome" => "hit").increment(1);
+        return Ok(Some((decode(V::WHAT, &main)?, payment(payment_json)?)));
+    }
+    let (raw, ticket) = V::JOIN
         .consistent(pool, wait, || async {
+            // Taken before each read: a write between it and the fill voids the fill.
+            let ticket = cache.and_then(RowCache::ticket);
             let mut gap = Gap::default();
             let row = sqlx::query(sql).bind(id).fetch_optional(pool).await?;
-            let view = row.map(|row| V::from_joined(&row, &mut gap)).transpose()?;
-            Ok((view, gap))
+            let raw = row
+                .map(|row| -> Result<JoinedRows, QueryError> {
+                    gap.add(&row, 2)?;
+                    Ok((row.try_get(0)?, row.try_get(1)?))
+                })
+                .transpose()?;
+            Ok(((raw, ticket), gap))
         })
-        .await
+        .await?;
+    let Some((main, payment_json)) = raw else {
+        return Ok(None);
+    };
+    let view: Joined<V> = (decode(V::WHAT, &main)?, payment(payment_json.clone())?);
+    if let (Some(cache), Some(ticket)) = (cache, ticket) {
+        metrics::counter!(CACHE_READS, "projection" => projection, "outcome" => "miss")
+            .increment(1);
+        let link = view.0.payment_id().map(|p| p.to_string());
+        cache.fill(ticket, &key, (main, payment_json), link.as_deref());
+    }
+    Ok(Some(view))
 }
 
 /// A page of rows filtered by customer (`$1`) and one text column (`$2`), each joined with
@@ -189,11 +227,12 @@ async fn page_of<V: WithPayment>(
 /// [`QueryError`].
 pub async fn order(
     pool: &PgPool,
+    cache: Option<&RowCache<JoinedRows>>,
     id: Uuid,
     wait: Duration,
 ) -> Result<Option<Joined<OrderRow>>, QueryError> {
     let sql = joined_sql::<OrderRow>("rm_orders", "WHERE o.id = $1");
-    one(pool, &sql, id, wait).await
+    one(pool, cache, &sql, id, wait).await
 }
 
 /// Orders filtered by customer and status, newest first, each with its payment as they were
@@ -239,11 +278,12 @@ pub async fn customer_of(pool: &PgPool, kind: &str, id: Uuid) -> Result<Option<U
 /// [`QueryError`].
 pub async fn booking(
     pool: &PgPool,
+    cache: Option<&RowCache<JoinedRows>>,
     id: Uuid,
     wait: Duration,
 ) -> Result<Option<Joined<BookingRow>>, QueryError> {
     let sql = joined_sql::<BookingRow>("rm_bookings", "WHERE b.id = $1");
-    one(pool, &sql, id, wait).await
+    one(pool, cache, &sql, id, wait).await
 }
 
 /// Bookings filtered by customer and slot, newest first.
@@ -289,7 +329,7 @@ pub async fn stock_item(
         metrics::counter!(CACHE_READS, "projection" => "stock_items", "outcome" => "miss")
             .increment(1);
         if let Some(row) = &row {
-            cache.fill(ticket, sku, row);
+            cache.fill(ticket, sku, row.clone(), None);
         }
     }
     row.map(|s| decode::<StockLevel>("stock item", &s))

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use crate::bulk::{Bulk, BulkProjector};
 use crate::projector::Projector;
-use crate::row_cache::RowCache;
+use crate::row_cache::CacheWriter;
 use crate::verify::{Fold, MemoryFold};
 
 /// Where and when the event being applied was recorded.
@@ -43,9 +43,6 @@ pub trait ReadModel: Send + Sync + 'static {
     /// not fold them: those of the models a joined view reads beside it, which must see this
     /// model's checkpoint pass their rows' positions without waiting for its next poll.
     const FOLLOWS: &'static [&'static str] = &[];
-    /// Whether its rows are read one by one on their own (no join with another model), so
-    /// that the process running it may keep the hot ones in memory ([`crate::row_cache`]).
-    const CACHED: bool = false;
     /// The aggregate whose events it folds.
     type Aggregate: Aggregate;
     /// One row; serde field names are the table's column names.
@@ -73,10 +70,8 @@ pub trait Projection: Send + Sync + 'static {
     fn aggregate_type(&self) -> &'static str;
     /// A handler writing to `table` (the live table, or a rebuild's shadow).
     fn handler(&self, table: &str) -> Arc<dyn Handler>;
-    /// The handler of the live table, dropping what it writes from `cache`.
-    fn live_handler(&self, cache: Option<Arc<RowCache>>) -> Arc<dyn Handler>;
-    /// Whether its rows may be kept in memory ([`ReadModel::CACHED`]).
-    fn cached(&self) -> bool;
+    /// The handler of the live table, dropping what it writes from `caches`.
+    fn live_handler(&self, caches: Vec<CacheWriter>) -> Arc<dyn Handler>;
     /// An in-memory fold writing to a rebuild's empty shadow `table`.
     fn bulk(&self, table: &str) -> Box<dyn Bulk>;
     /// An in-memory fold to compare with (and repair) the live table.
@@ -116,12 +111,8 @@ impl<M: ReadModel> Projection for Model<M> {
         Arc::new(Projector::<M>::new(table))
     }
 
-    fn live_handler(&self, cache: Option<Arc<RowCache>>) -> Arc<dyn Handler> {
-        Arc::new(Projector::<M>::new(M::TABLE).with_cache(cache))
-    }
-
-    fn cached(&self) -> bool {
-        M::CACHED
+    fn live_handler(&self, caches: Vec<CacheWriter>) -> Arc<dyn Handler> {
+        Arc::new(Projector::<M>::new(M::TABLE).with_caches(caches))
     }
 
     fn bulk(&self, table: &str) -> Box<dyn Bulk> {

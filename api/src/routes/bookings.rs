@@ -154,10 +154,15 @@ pub async fn get_booking(
     let id = path_uuid(&path)?;
     settle(&state, &params, &["bookings", "payments"]).await?;
     found(
-        queries::booking(&state.read_pool, id, state.read_wait)
-            .await?
-            .map(BookingView::from)
-            .filter(|booking| access.may_act_for(booking.customer_id)),
+        queries::booking(
+            &state.read_pool,
+            state.read_caches.bookings(),
+            id,
+            state.read_wait,
+        )
+        .await?
+        .map(BookingView::from)
+        .filter(|booking| access.may_act_for(booking.customer_id)),
         "booking_not_found",
         || format!("no booking {id}"),
     )

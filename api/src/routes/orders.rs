@@ -203,10 +203,15 @@ pub async fn get_order(
     let id = path_uuid(&path)?;
     settle(&state, &params, &["orders", "payments"]).await?;
     found(
-        queries::order(&state.read_pool, id, state.read_wait)
-            .await?
-            .map(OrderView::from)
-            .filter(|order| access.may_act_for(order.customer_id)),
+        queries::order(
+            &state.read_pool,
+            state.read_caches.orders(),
+            id,
+            state.read_wait,
+        )
+        .await?
+        .map(OrderView::from)
+        .filter(|order| access.may_act_for(order.customer_id)),
         "order_not_found",
         || format!("no order {id}"),
     )

@@ -212,7 +212,7 @@ pub async fn get_stock_item(
     found(
         queries::stock_item(
             &state.read_pool,
-            state.read_caches.get("stock_items").map(AsRef::as_ref),
+            state.read_caches.stock_items(),
             sku.as_str(),
         )
         .await?

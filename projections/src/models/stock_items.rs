@@ -47,8 +47,6 @@ impl ReadModel for StockLevels {
     const NAME: &'static str = "stock_items";
     const TABLE: &'static str = "rm_stock_items";
     const KEY_TYPE: &'static str = "text";
-    /// Product pages read one item at a time, the hottest read of a sale.
-    const CACHED: bool = true;
     type Aggregate = StockItem;
     type Row = StockLevel;
 

@@ -7,7 +7,6 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 use tests::{TestApp, eventually, spawn_app};
 
 const SKUS: usize = 4;
@@ -239,5 +238,117 @@ async fn a_standby_never_serves_a_kept_row_and_takes_the_cache_over_with_the_lea
     assert_eq!(
         row["on_hand"], 8,
         "the runner's write replaced the kept row"
+    );
+}
+
+/// A Stripe `charge.refunded` event for `intent` (`refunded` is cumulative, in cents).
+fn refund_event(intent: &str, refunded: i64) -> String {
+    json!({
+        "id": format!("evt_{}", uuid::Uuid::new_v4().simple()), "object": "event",
+        "created": 1_700_000_000, "livemode": false, "pending_webhooks": 1,
+        "type": "charge.refunded",
+        "data": {"object": {
+            "id": "ch_1", "object": "charge", "amount": 3000, "amount_captured": 3000,
+            "amount_refunded": refunded, "billing_details": {}, "captured": true,
+            "created": 1_700_000_000, "currency": "mxn", "disputed": false, "livemode": false,
+            "metadata": {}, "paid": true, "refunded": refunded == 3000, "status": "succeeded",
+            "payment_intent": intent
+        }}
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn an_order_read_follows_its_saga_and_a_change_of_its_payment_alone() {
+    // Arrange: orders placed while readers poll them without a position, as storefronts do.
+    let app = spawn_app().await;
+    app.register_product("CACHED-O", 100).await;
+    let address = Arc::new(app.address.clone());
+    let mut ids = Vec::new();
+    for _ in 0..8 {
+        let placed = app
+            .post(
+                "/api/v1/orders",
+                &json!({"customer_id": uuid::Uuid::new_v4(),
+                        "items": [{"sku": "CACHED-O", "quantity": 2}]}),
+            )
+            .await;
+        assert_eq!(placed.status(), 202);
+        let body: Value = placed.json().await.expect("accepted");
+        ids.push(body["id"].as_str().expect("an id").to_owned());
+    }
+    let ids = Arc::new(ids);
+    let readers: Vec<_> = (0..4)
+        .map(|r| {
+            let (address, ids) = (Arc::clone(&address), Arc::clone(&ids));
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                let mut last: HashMap<String, i64> = HashMap::new();
+                let mut completed = 0;
+                for i in 0.. {
+                    let id = &ids[(r + i) % ids.len()];
+                    let order: Value = http
+                        .get(format!("{address}/api/v1/orders/{id}"))
+                        .send()
+                        .await
+                        .expect("read")
+                        .json()
+                        .await
+                        .expect("an order");
+                    let position = order["position"].as_i64().expect("position");
+                    let before = last.insert(id.clone(), position).unwrap_or(0);
+                    assert!(
+                        position >= before,
+                        "{id} went back from {before} to {position}"
+                    );
+                    if order["status"] == "COMPLETED" {
+                        assert_eq!(order["payment"]["status"], "succeeded", "{order}");
+                        completed += 1;
+                    }
+                    if completed >= 3 * ids.len() {
+                        break;
+                    }
+                }
+            })
+        })
+        .collect();
+    for reader in readers {
+        reader.await.expect("a reader");
+    }
+
+    // Act: a refund changes the payment of a completed order, and nothing of the order.
+    let id = &ids[0];
+    let at = app.catch_up().await;
+    let before: Value = app
+        .get_at(&format!("/api/v1/orders/{id}"), at)
+        .await
+        .json()
+        .await
+        .expect("the order");
+    let again: Value = app.get_json(&format!("/api/v1/orders/{id}")).await.1;
+    assert_eq!(again, before, "read twice, the second from memory");
+    let payment_id = before["payment"]["id"].as_str().expect("a payment");
+    let (_, payment) = app
+        .get_json(&format!("/api/v1/payments/{payment_id}"))
+        .await;
+    let intent = payment["provider_intent_id"].as_str().expect("an intent");
+    let refunded = app.post_stripe_webhook(&refund_event(intent, 1000)).await;
+    assert_eq!(refunded.status(), 200);
+
+    // Assert: the order's view shows its payment's new state at the refund's position.
+    let at = app.catch_up().await;
+    let after: Value = app
+        .get_at(&format!("/api/v1/orders/{id}"), at)
+        .await
+        .json()
+        .await
+        .expect("the order");
+    assert_eq!(
+        after["position"], before["position"],
+        "the order itself did not change"
+    );
+    assert_ne!(
+        after["payment"], before["payment"],
+        "the payment's change shows: {after}"
     );
 }

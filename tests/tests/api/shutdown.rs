@@ -9,14 +9,15 @@ use feed::locks::{self, keys};
 use serde_json::Value;
 use sqlx::postgres::PgPoolOptions;
 use std::time::Duration;
-use tests::{eventually, feed_end, spawn_app, wait_until_caught_up};
+use tests::{eventually, feed_end, spawn_app_with, wait_until_caught_up};
 
 // Long on purpose: one shutdown, followed step by step (request in flight, held batch,
 // locks handed back, checkpoints at the head); the steps only make sense in this order.
 #[tokio::test]
 async fn a_graceful_shutdown_answers_the_request_in_flight_then_frees_every_subscription() {
     // Arrange: a completed order, so projections and sagas all have checkpoints and locks.
-    let app = spawn_app().await;
+    // Reads go to the table (no read cache), so that one can be held in flight by a lock.
+    let app = spawn_app_with(|settings| settings.read_cache_rows = 0).await;
     app.register_product("SHUT-1", 5).await;
     let placed = app
         .post(
