@@ -66,9 +66,10 @@ pub struct Settings {
     /// `RESERVA_READ__WAIT_MS` (default `5000`): the longest a query with `min_position`
     /// waits for its projection before answering 503.
     pub read_wait: Duration,
-    /// `RESERVA_READ__CACHE_ROWS` (default `10000`; `0` turns it off): how many stock-item
-    /// rows the instance running the stock projection keeps in memory for reads (ADR 0008).
-    /// Off when queries read from a replica, whose rows lag the writer's.
+    /// `RESERVA_READ__CACHE_ROWS` (default `10000`; `0` turns it off): how many rows of each
+    /// of stock items, orders and bookings the instance running their projections keeps in
+    /// memory for single reads (ADR 0008). Off when queries read from a replica, whose rows
+    /// lag the writer's.
     pub read_cache_rows: usize,
     /// `RESERVA_STRIPE__WEBHOOK_WAIT_MS` (default `2000`): the longest a Stripe delivery for
     /// a payment the saga has not recorded yet waits for it before answering 503.
