@@ -6,7 +6,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use commands::payment_gateway::{PaymentGateway, Resilient, SimulatedGateway, StripeGateway};
 use commands::{CommandBus, SnapshotPolicy};
-use projections::row_cache::ReadCaches;
+use projections::catalog::ReadCaches;
 use sqlx::PgPool;
 use std::net::TcpListener;
 use std::sync::Arc;

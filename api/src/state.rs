@@ -2,7 +2,7 @@
 
 use commands::CommandBus;
 use metrics_exporter_prometheus::PrometheusHandle;
-use projections::row_cache::ReadCaches;
+use projections::catalog::ReadCaches;
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Duration;

@@ -11,8 +11,10 @@ use crate::models::bookings::Bookings;
 use crate::models::orders::Orders;
 use crate::models::payments::Payments;
 use crate::models::stock_items::StockLevels;
+use crate::read_model::ReadModel;
 use crate::read_model::{Model, Projection};
-use crate::row_cache::ReadCaches;
+use crate::row_cache::{CacheWriter, JoinedRows, Kind, RowCache};
+use std::num::NonZeroUsize;
 
 static ORDERS: Model<Orders> = Model::new();
 static BOOKINGS: Model<Bookings> = Model::new();
@@ -92,6 +94,74 @@ impl Running {
     /// Every runner.
     pub fn handles(&self) -> &[SubscriptionHandle] {
         &self.handles
+    }
+}
+
+/// The caches of the read models (none when caching is off: every read then asks
+/// PostgreSQL).
+///
+/// - `stock_items`: its rows, written by its runner.
+/// - `orders` and `bookings`: the joined view of a row and its payment, written by the main
+///   model's runner (by key) and by the payments runner (by the payment the view links to).
+#[derive(Debug, Clone, Default)]
+pub struct ReadCaches {
+    stock_items: Option<Arc<RowCache>>,
+    orders: Option<Arc<RowCache<JoinedRows>>>,
+    bookings: Option<Arc<RowCache<JoinedRows>>>,
+}
+
+impl ReadCaches {
+    /// Caches of at most `rows` rows each; none at all when `rows` is 0.
+    pub fn new(rows: usize) -> Self {
+        let Some(capacity) = NonZeroUsize::new(rows) else {
+            return Self::default();
+        };
+        let joined = || {
+            Some(Arc::new(RowCache::with_writers(
+                capacity,
+                &[Kind::Direct, Kind::Linked],
+            )))
+        };
+        Self {
+            stock_items: Some(Arc::new(RowCache::new(capacity))),
+            orders: joined(),
+            bookings: joined(),
+        }
+    }
+
+    /// The stock levels by SKU.
+    pub fn stock_items(&self) -> Option<&RowCache> {
+        self.stock_items.as_deref()
+    }
+
+    /// The orders with their payments, by order id.
+    pub fn orders(&self) -> Option<&RowCache<JoinedRows>> {
+        self.orders.as_deref()
+    }
+
+    /// The bookings with their payments, by booking id.
+    pub fn bookings(&self) -> Option<&RowCache<JoinedRows>> {
+        self.bookings.as_deref()
+    }
+
+    /// The caches the runner of projection `name` writes, each with its side.
+    pub fn writers(&self, name: &str) -> Vec<CacheWriter> {
+        let stock = |writer| {
+            self.stock_items
+                .clone()
+                .map(|c| CacheWriter::new(c, writer))
+        };
+        let joined = |cache: &Option<Arc<RowCache<JoinedRows>>>, writer| {
+            cache.clone().map(|c| CacheWriter::new(c, writer))
+        };
+        let writers = match name {
+            StockLevels::NAME => vec![stock(0)],
+            Orders::NAME => vec![joined(&self.orders, 0)],
+            Bookings::NAME => vec![joined(&self.bookings, 0)],
+            Payments::NAME => vec![joined(&self.orders, 1), joined(&self.bookings, 1)],
+            _ => Vec::new(),
+        };
+        writers.into_iter().flatten().collect()
     }
 }
 

@@ -25,11 +25,15 @@
 //! main model's names the view's key, the payments model names the payment the view links to
 //! ([`Kind::Linked`]). It serves only while both runners hold their leases here.
 //!
-//! The model caches and who writes them: [`ReadCaches`].
+//! The model caches and who writes them: [`crate::catalog::ReadCaches`].
 
-mod read_caches;
+mod writer;
 
-pub use read_caches::{CacheWriter, JoinedRows, ReadCaches};
+pub use writer::CacheWriter;
+
+/// A joined view as read: the main row's JSON and its payment's (if any), a pair that existed
+/// together at one point of the feed.
+pub type JoinedRows = (String, Option<String>);
 
 use lru::LruCache;
 use std::collections::{HashMap, HashSet};

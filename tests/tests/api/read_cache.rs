@@ -1,13 +1,16 @@
-//! Stock-item rows kept in memory by the instance whose runner writes them (ADR 0008): reads
+//! Rows kept in memory by the instance whose runners write them (ADR 0008): stock-item reads
 //! under concurrent writes never go back in time and never miss their `min_position`; rows
 //! rewritten from elsewhere (a repair, a rebuild) replace the kept ones; a standby never
-//! serves a kept row, and takes the cache over with the lease.
+//! serves a kept row, and takes the cache over with the lease; an order's view, kept with its
+//! payment, follows its saga and a change of the payment alone.
 
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tests::{TestApp, eventually, spawn_app};
+
+use crate::webhooks::refund_event;
 
 const SKUS: usize = 4;
 const WRITERS: usize = 6;
@@ -241,23 +244,6 @@ async fn a_standby_never_serves_a_kept_row_and_takes_the_cache_over_with_the_lea
     );
 }
 
-/// A Stripe `charge.refunded` event for `intent` (`refunded` is cumulative, in cents).
-fn refund_event(intent: &str, refunded: i64) -> String {
-    json!({
-        "id": format!("evt_{}", uuid::Uuid::new_v4().simple()), "object": "event",
-        "created": 1_700_000_000, "livemode": false, "pending_webhooks": 1,
-        "type": "charge.refunded",
-        "data": {"object": {
-            "id": "ch_1", "object": "charge", "amount": 3000, "amount_captured": 3000,
-            "amount_refunded": refunded, "billing_details": {}, "captured": true,
-            "created": 1_700_000_000, "currency": "mxn", "disputed": false, "livemode": false,
-            "metadata": {}, "paid": true, "refunded": refunded == 3000, "status": "succeeded",
-            "payment_intent": intent
-        }}
-    })
-    .to_string()
-}
-
 #[tokio::test]
 async fn an_order_read_follows_its_saga_and_a_change_of_its_payment_alone() {
     // Arrange: orders placed while readers poll them without a position, as storefronts do.
@@ -332,7 +318,8 @@ async fn an_order_read_follows_its_saga_and_a_change_of_its_payment_alone() {
         .get_json(&format!("/api/v1/payments/{payment_id}"))
         .await;
     let intent = payment["provider_intent_id"].as_str().expect("an intent");
-    let refunded = app.post_stripe_webhook(&refund_event(intent, 1000)).await;
+    let refund = refund_event("evt_cached_refund", intent, 3000, 1000);
+    let refunded = app.post_stripe_webhook(&refund).await;
     assert_eq!(refunded.status(), 200);
 
     // Assert: the order's view shows its payment's new state at the refund's position.

@@ -42,16 +42,17 @@ fn intent_event(event_id: &str, kind: &str, intent: &str, payment_id: PaymentId)
     .to_string()
 }
 
-/// A `charge.refunded` event: the charge names only its intent, and `refunded` is cumulative.
-fn refund_event(event_id: &str, intent: &str, refunded: i64) -> String {
+/// A `charge.refunded` event for a charge of `amount`: the charge names only its intent, and
+/// `refunded` is cumulative.
+pub(crate) fn refund_event(event_id: &str, intent: &str, amount: i64, refunded: i64) -> String {
     json!({
         "id": event_id, "object": "event", "created": 1_700_000_000, "livemode": false,
         "pending_webhooks": 1, "type": "charge.refunded",
         "data": {"object": {
-            "id": "ch_1", "object": "charge", "amount": 1500, "amount_captured": 1500,
+            "id": "ch_1", "object": "charge", "amount": amount, "amount_captured": amount,
             "amount_refunded": refunded, "billing_details": {}, "captured": true,
             "created": 1_700_000_000, "currency": "mxn", "disputed": false, "livemode": false,
-            "metadata": {}, "paid": true, "refunded": refunded == 1500, "status": "succeeded",
+            "metadata": {}, "paid": true, "refunded": refunded == amount, "status": "succeeded",
             "payment_intent": intent
         }}
     })
@@ -208,8 +209,8 @@ async fn partial_refunds_delivered_out_of_order_add_up_once() {
 
     // Act: the second refund's event (cumulative 500) arrives before the first's (300), and
     // the second is delivered again.
-    let second = refund_event("evt_r2", "pi_ref", 500);
-    let first = refund_event("evt_r1", "pi_ref", 300);
+    let second = refund_event("evt_r2", "pi_ref", 1500, 500);
+    let first = refund_event("evt_r1", "pi_ref", 1500, 300);
     let statuses = [
         app.post_stripe_webhook(&second).await.status(),
         app.post_stripe_webhook(&first).await.status(),
