@@ -11,7 +11,8 @@
 //!   type; [`projector`]: the live batch path behind every model; [`bulk`]: a rebuild's
 //!   in-memory fold.
 //! - [`models`]: orders, bookings, stock levels and payments.
-//! - [`catalog`]: the list of projections, and starting them.
+//! - [`catalog`]: the list of projections, starting them, and which caches each one writes.
+//! - [`row_cache`]: hot rows (and joined views) kept in memory where their runners write them.
 //! - [`rebuild`]: shadow build and swap.
 //! - [`verify`]: a model folded from the store and compared with its table, row by row.
 //! - [`status`]: each projection's position and lag, and the feed's stall.
