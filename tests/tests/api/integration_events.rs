@@ -211,6 +211,11 @@ async fn every_integration_event_of_an_order_flow_a_failed_payment_and_a_cancel_
     .await;
     app.register_product("NATS-OK", 2).await;
     register_declined_product(&app, "NATS-DECLINED").await;
+    // For the order after the restart, with room to spare: `place_order` retries a 503, and
+    // right after the crash a command can commit and still answer 503 (the restarted server
+    // shares the pool with the dead one's connections), leaving two orders that must not
+    // compete for one unit.
+    app.register_product("NATS-AFTER", 5).await;
 
     let paid = place_order(&app, "NATS-OK", "corr-paid").await;
     let declined = place_order(&app, "NATS-DECLINED", "corr-declined").await;
@@ -282,7 +287,7 @@ async fn every_integration_event_of_an_order_flow_a_failed_payment_and_a_cancel_
     // Restarted (a crash): the relay resumes at its checkpoint; what it publishes next arrives
     // once, and nothing published before appears again.
     let restarted = app.restart().await;
-    let after = place_order(&restarted, "NATS-OK", "corr-after").await;
+    let after = place_order(&restarted, "NATS-AFTER", "corr-after").await;
     order_reaches(&restarted, &after, "COMPLETED").await;
     let again = assert_published_once(&restarted, &js, &nats).await;
     assert!(again.len() > published.len());
