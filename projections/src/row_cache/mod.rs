@@ -72,6 +72,11 @@ struct Inner<V> {
 }
 
 impl<V> Inner<V> {
+    /// Whether every writer's runner holds its lease here.
+    fn serves(&self) -> bool {
+        self.serving.iter().all(|s| *s)
+    }
+
     fn drop_key(&mut self, key: &str) {
         if let Some(entry) = self.rows.pop(key)
             && let Some(link) = entry.link
@@ -155,7 +160,7 @@ impl<V: Clone> RowCache<V> {
     /// The value of `key`, if kept and the cache serves.
     pub fn get(&self, key: &str) -> Option<V> {
         let mut inner = self.lock();
-        if !inner.serving.iter().all(|s| *s) {
+        if !inner.serves() {
             return None;
         }
         let link = inner.rows.get(key)?.link.clone();
@@ -169,21 +174,14 @@ impl<V: Clone> RowCache<V> {
     /// (the read then keeps nothing).
     pub fn ticket(&self) -> Option<Ticket> {
         let inner = self.lock();
-        inner
-            .serving
-            .iter()
-            .all(|s| *s)
-            .then_some(Ticket(inner.epoch))
+        inner.serves().then_some(Ticket(inner.epoch))
     }
 
     /// Keeps `value` for `key` (naming `link`) if nothing was written or reset since `ticket`
     /// was taken. Returns whether it was kept.
     pub fn fill(&self, ticket: Ticket, key: &str, value: V, link: Option<&str>) -> bool {
         let mut inner = self.lock();
-        if !inner.serving.iter().all(|s| *s)
-            || inner.epoch != ticket.0
-            || inner.held(&self.kinds, key, link)
-        {
+        if !inner.serves() || inner.epoch != ticket.0 || inner.held(&self.kinds, key, link) {
             return false;
         }
         inner.drop_key(key);
@@ -245,18 +243,15 @@ impl<V: Clone> RowCache<V> {
     }
 
     /// Whether rows may be served (every writer's runner holds its lease here).
-    pub fn serving(&self) -> bool {
-        self.lock().serving.iter().all(|s| *s)
-    }
-
-    /// How many rows are kept.
-    pub fn len(&self) -> usize {
-        self.lock().rows.len()
+    #[cfg(test)]
+    fn serving(&self) -> bool {
+        self.lock().serves()
     }
 
     /// Whether no row is kept.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.lock().rows.is_empty()
     }
 }
 
