@@ -55,12 +55,30 @@ pub async fn store(
     .map(drop)
 }
 
-/// The start of every handling transaction (`conn` must be inside one): takes the shared
-/// swap lock, so a rebuild cannot swap tables under the batch, and reads the checkpoint.
+/// The start of every handling transaction (`conn` must be inside one), in one statement:
+/// takes the shared swap lock, so a rebuild cannot swap tables under the batch, and reads the
+/// checkpoint the batch must start from.
+///
+/// The statement's snapshot is older than the lock when the lock had to wait for a swap, so a
+/// plain read would return the checkpoint from before the swap; locking the row
+/// (`FOR NO KEY UPDATE`, which the batch's [`store`] needs anyway) reads its latest committed
+/// version instead. Returns `None` when the subscription has no row.
 ///
 /// # Errors
 /// Any database error.
-pub async fn lock_and_read(conn: &mut PgConnection, name: &str) -> Result<Checkpoint, sqlx::Error> {
-    locks::swap_shared(conn, name).await?;
-    stored(conn, name).await
+pub async fn claim(conn: &mut PgConnection, name: &str) -> Result<Option<Checkpoint>, sqlx::Error> {
+    let row: Option<(i64, i64)> = sqlx::query_as(
+        "WITH swap AS MATERIALIZED \
+           (SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))) \
+         SELECT s.transaction_id, s.global_position FROM swap, subscriptions s \
+         WHERE s.name = $2 FOR NO KEY UPDATE OF s",
+    )
+    .bind(format!("{}{name}", locks::keys::SWAP))
+    .bind(name)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.map(|(t, g)| Checkpoint {
+        transaction_id: t,
+        global_position: g,
+    }))
 }

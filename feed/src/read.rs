@@ -7,7 +7,7 @@
 //! or aborted, so nothing below a checkpoint can appear later.
 
 use futures::{Stream, TryStreamExt};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, Row as _};
 
 use crate::{Checkpoint, FeedEvent};
 
@@ -69,6 +69,69 @@ pub async fn read_after(
         .fetch_all(&mut *conn)
         .await?;
     rows.iter().map(FeedEvent::from_row).collect()
+}
+
+/// What a runner's look at the feed found.
+#[derive(Debug)]
+pub struct NextBatch {
+    /// The next events after the checkpoint, up to the oldest transaction in flight.
+    pub events: Vec<FeedEvent>,
+    /// Committed events wait behind an open transaction (see [`held_back`]), as seen by the
+    /// same snapshot as `events`.
+    pub held_back: bool,
+}
+
+/// A runner's whole look at the feed in one statement, outside any transaction: the batch of
+/// [`read_after`] and the answer of [`held_back`] from one snapshot.
+///
+/// One snapshot answers both without a gap: an event it could not see belonged to a
+/// transaction still open then, whose commit wakes the reader; an event it saw beyond the
+/// bound is reported held back. (Two statements need the probe to run after the read, which is
+/// what [`held_back`] documents.) The runner claims the checkpoint it read from afterwards,
+/// inside its batch's transaction ([`crate::checkpoint::claim`]), so a look that found nothing
+/// costs this one statement.
+///
+/// # Errors
+/// Any database error.
+pub async fn read_next(
+    conn: &mut PgConnection,
+    after: Checkpoint,
+    limit: i64,
+) -> Result<NextBatch, sqlx::Error> {
+    // The probe walks the feed index from the bound and stops at the first visible row, so
+    // it costs one index descent whatever the backlog; `ORDER BY … LIMIT 1` rather than
+    // `EXISTS` for the planner's sake (see `held_back`).
+    let sql = format!(
+        "SELECT batch.*, probe.held_back FROM \
+           (SELECT COALESCE((SELECT true FROM events \
+              WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot()) \
+              ORDER BY transaction_id, global_position LIMIT 1), false)) AS probe(held_back) \
+         LEFT JOIN LATERAL \
+           (SELECT {COLUMNS} FROM events \
+            WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
+              AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+            ORDER BY events.transaction_id, events.global_position \
+            LIMIT $3) AS batch ON true"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(after.transaction_id.to_string())
+        .bind(after.global_position)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?;
+    let held_back = match rows.first() {
+        Some(row) => row.try_get::<bool, _>(10)?,
+        None => false,
+    };
+    let mut events = Vec::with_capacity(rows.len());
+    for row in &rows {
+        // No event: the one row the outer join keeps, with the batch's columns null.
+        if row.try_get::<Option<i64>, _>(1)?.is_none() {
+            break;
+        }
+        events.push(FeedEvent::from_row(row)?);
+    }
+    Ok(NextBatch { events, held_back })
 }
 
 /// Events after `after` up to and including `upto`, which must be at or below the feed's

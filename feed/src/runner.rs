@@ -6,8 +6,9 @@
 //!
 //! Rules it keeps:
 //! - **One runner per subscription across processes** (see [`crate::locks`]).
-//! - **Every batch re-reads the checkpoint** under the shared swap lock, so a batch never
-//!   straddles a rebuild's swap.
+//! - **Every batch claims the checkpoint** under the shared swap lock, so a batch never
+//!   straddles a rebuild's swap; the feed is read before, from the checkpoint the runner last
+//!   stored, so a look that finds nothing costs one statement and no transaction.
 //! - **Transactions are guards**: every one is an sqlx [`sqlx::Transaction`], rolled back
 //!   when dropped, so no error path or dropped future can leave the connection inside a
 //!   half-done transaction whose later `COMMIT` would keep part of a batch.
@@ -264,46 +265,54 @@ impl Subscription {
     }
 
     /// Reads the next batch and applies it with the checkpoint in one transaction.
+    ///
+    /// The read runs before the transaction, from the checkpoint this runner last stored: a
+    /// look that finds nothing is one statement. A batch's transaction then claims that
+    /// checkpoint under the swap lock ([`checkpoint::claim`]); if someone else moved it
+    /// meanwhile (a rebuild swapped tables), the read is dropped and the next step reads from
+    /// where the checkpoint is now.
     async fn step(
         &self,
         conn: &mut PgConnection,
         state: &mut RunState,
     ) -> Result<Step, RunnerError> {
         let name = self.handler.name();
-        let mut tx = conn.begin().await?;
-        let checkpoint = checkpoint::lock_and_read(&mut tx, name).await?;
-        if checkpoint != state.known {
-            // Someone else moved the checkpoint (a rebuild swapped tables): our view of the
-            // parked aggregates belongs to the old table.
-            state.parked = dead_letters::open_aggregates(&mut tx, name).await?;
-            state.known = checkpoint;
-            self.handler.reset(true);
-        }
-        let events = read::read_after(&mut tx, checkpoint, &[], self.options.batch_size).await?;
+        let read::NextBatch { events, held_back } =
+            read::read_next(conn, state.known, self.options.batch_size).await?;
         let Some(last) = events.last().map(|e| e.checkpoint) else {
-            let held_back = read::held_back(&mut tx, checkpoint, &[]).await?;
-            tx.commit().await?;
             return Ok(Step::Idle { held_back });
         };
+        let mut tx = conn.begin().await?;
+        let checkpoint = checkpoint::claim(&mut tx, name)
+            .await?
+            .unwrap_or(Checkpoint::START);
+        if checkpoint != state.known {
+            // Our view of the parked aggregates belongs to the old table too.
+            state.parked = dead_letters::open_aggregates(&mut tx, name).await?;
+            tx.rollback().await?;
+            tracing::debug!(subscription = %name, ?checkpoint, "checkpoint moved by another process; reading from it");
+            self.handler.reset(true);
+            self.advanced(state, checkpoint);
+            return Ok(Step::Progress);
+        }
         let (live, behind) = self.split(&events, &state.parked);
         match attempt(&mut tx, self.handler.as_ref(), &live).await {
             Ok(()) => {
                 dead_letters::queue_behind(&mut tx, name, &behind).await?;
                 checkpoint::store(&mut tx, name, last).await?;
-                let full =
-                    i64::try_from(events.len()).unwrap_or(i64::MAX) >= self.options.batch_size;
-                // A batch short of the limit read everything visible; whatever commits later
-                // wakes us, but events already committed behind an open transaction would not.
-                let held_back = if full {
-                    None
-                } else {
-                    Some(read::held_back(&mut tx, last, &[]).await?)
-                };
                 tx.commit().await?;
                 self.handler.committed(&ids(&live));
                 self.advanced(state, last);
                 telemetry::record_lag(name, &live);
-                Ok(held_back.map_or(Step::Progress, |held_back| Step::CaughtUp { held_back }))
+                let full =
+                    i64::try_from(events.len()).unwrap_or(i64::MAX) >= self.options.batch_size;
+                // A batch short of the limit read everything visible; whatever commits later
+                // wakes us, but events already committed behind an open transaction would not.
+                Ok(if full {
+                    Step::Progress
+                } else {
+                    Step::CaughtUp { held_back }
+                })
             }
             Err(error) if error.is_transient() => Err(error.into()),
             Err(error) => {
@@ -332,7 +341,11 @@ impl Subscription {
             return Ok(());
         };
         let mut tx = conn.begin().await?;
-        if checkpoint::lock_and_read(&mut tx, name).await? != expected {
+        if checkpoint::claim(&mut tx, name)
+            .await?
+            .unwrap_or(Checkpoint::START)
+            != expected
+        {
             // A swap moved the checkpoint meanwhile: the normal loop takes over.
             return Ok(());
         }

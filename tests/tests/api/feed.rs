@@ -171,6 +171,11 @@ async fn a_late_committing_transaction_is_never_skipped() {
         feed::held_back(&mut conn, early, &[]).await.unwrap(),
         "B is committed but held back behind A"
     );
+    let look = feed::read::read_next(&mut conn, early, 100).await.unwrap();
+    assert!(
+        look.events.is_empty() && look.held_back,
+        "the runner's one-statement look sees B held back: {look:?}"
+    );
     for name in names {
         let at = stored_checkpoint(pool, name).await;
         assert_eq!(at, early, "{name}");
@@ -203,6 +208,10 @@ async fn a_late_committing_transaction_is_never_skipped() {
         .map(|e| e.checkpoint)
         .collect();
     assert_eq!(handed, expected);
+    let look = feed::read::read_next(&mut conn, early, 100).await.unwrap();
+    let looked: Vec<Checkpoint> = look.events.iter().map(|e| e.checkpoint).collect();
+    assert_eq!(looked, [late, later]);
+    assert!(!look.held_back, "nothing is open any more");
     let parked: i64 = sqlx::query_scalar("SELECT count(*) FROM dead_letters")
         .fetch_one(pool)
         .await
@@ -232,4 +241,55 @@ async fn an_event_readable_by_the_time_of_the_check_still_means_look_again() {
         "a committed event after the checkpoint must send the reader back to the feed"
     );
     assert!(!feed::held_back(&mut conn, event, &[]).await.unwrap());
+}
+
+/// A batch starts by claiming its checkpoint under the shared swap lock, in one statement
+/// whose snapshot is taken before the lock is granted. When the lock waited for a rebuild's
+/// swap, the claim must return the checkpoint the swap stored, not the one from before it: a
+/// batch read from the old one would apply events the new table already holds.
+#[tokio::test]
+async fn a_claim_that_waited_for_a_swap_returns_the_checkpoint_the_swap_stored() {
+    // Arrange: a subscription at one event; a swap holds the lock and has moved it to another.
+    let database = fresh_database(4).await;
+    let pool = &database.pool;
+    commands::MIGRATOR.run(pool).await.unwrap();
+    let name = "feed_test_claim";
+    let first = append_registration(&mut pool.acquire().await.unwrap(), "FEED-CLAIM-1").await;
+    let second = append_registration(&mut pool.acquire().await.unwrap(), "FEED-CLAIM-2").await;
+    let mut conn = pool.acquire().await.unwrap();
+    feed::checkpoint::ensure_row(&mut conn, name).await.unwrap();
+    feed::checkpoint::store(&mut conn, name, first)
+        .await
+        .unwrap();
+    let mut swap = pool.begin().await.unwrap();
+    feed::locks::swap_exclusive(&mut swap, name).await.unwrap();
+    feed::checkpoint::store(&mut swap, name, second)
+        .await
+        .unwrap();
+
+    // Act: a batch claims while the swap is open, and waits; then the swap commits.
+    let claiming = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let mut tx = pool.begin().await.unwrap();
+            let claimed = feed::checkpoint::claim(&mut tx, name).await.unwrap();
+            tx.commit().await.unwrap();
+            claimed
+        })
+    };
+    eventually("the claim to wait for the swap lock", || async {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        (waiting > 0).then_some(())
+    })
+    .await;
+    swap.commit().await.unwrap();
+
+    // Assert
+    assert_eq!(claiming.await.unwrap(), Some(second));
 }
