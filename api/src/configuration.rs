@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::edge::EdgeSettings;
 use crate::integration::NatsSettings;
 
 /// What one instance runs (`reserva serve --role`).
@@ -139,6 +140,8 @@ pub struct Settings {
     /// Where rate-limit windows are counted across instances; `None` (no `REDIS_URL`)
     /// counts them in each process.
     pub shared_rate_limits: Option<SharedRateLimits>,
+    /// CORS, security headers and compression (`RESERVA_HTTP__CORS_*`, see [`crate::edge`]).
+    pub edge: EdgeSettings,
 }
 
 /// Rate-limit windows in Redis, shared by every instance.
@@ -380,11 +383,12 @@ fn chaos_from_env() -> Result<Chaos, ConfigError> {
 #[derive(Debug, thiserror::Error)]
 #[error("{variable}: {message}")]
 pub struct ConfigError {
-    variable: &'static str,
-    message: String,
+    pub(crate) variable: &'static str,
+    pub(crate) message: String,
 }
 
-fn var<T: FromStr>(variable: &'static str, default: T) -> Result<T, ConfigError> {
+/// `variable` parsed, or `default` when it is unset or empty.
+pub(crate) fn var<T: FromStr>(variable: &'static str, default: T) -> Result<T, ConfigError> {
     match std::env::var(variable) {
         Ok(raw) if !raw.is_empty() => raw.parse().map_err(|_| ConfigError {
             variable,
@@ -441,6 +445,7 @@ impl Settings {
             // `reserva serve --role` sets it (clap reads RESERVA_ROLE there).
             role: InstanceRole::All,
             shared_rate_limits: SharedRateLimits::from_env()?,
+            edge: EdgeSettings::from_env()?,
             read_url: std::env::var("RESERVA_DB__READ_URL")
                 .ok()
                 .filter(|u| !u.is_empty()),

@@ -6,6 +6,7 @@
 //!   [`workers`], the background work beside it.
 //! - [`routes`]: handlers; [`extract`] and [`validation`]: the edge; [`problem`]: the single
 //!   mapping from failures to `application/problem+json`; [`correlation`]: correlation ids.
+//! - [`edge`]: CORS, security headers and compression for browsers.
 //! - [`rate_limit`]: per-client request budgets; [`idempotency`]: `Idempotency-Key` replays.
 //! - [`views`]: the wire types of every answer; [`openapi`]: the OpenAPI document
 //!   (`/openapi.json`) and Swagger UI (`/docs`).
@@ -29,6 +30,7 @@ pub mod cli;
 pub mod configuration;
 pub mod correlation;
 pub mod database;
+pub mod edge;
 pub mod extract;
 pub mod idempotency;
 pub mod integration;

@@ -2,7 +2,7 @@
 //! beside it, the background work ([`crate::workers`]), run and stopped together.
 
 use actix_web::dev::Server;
-use actix_web::middleware::from_fn;
+use actix_web::middleware::{Compress, from_fn};
 use actix_web::{App, HttpServer, web};
 use commands::payment_gateway::{PaymentGateway, Resilient, SimulatedGateway, StripeGateway};
 use commands::{CommandBus, SnapshotPolicy};
@@ -19,7 +19,7 @@ use crate::rebuilds::Rebuilds;
 use crate::state::{AppState, Instance, Ttl};
 use crate::verifier::Verifications;
 use crate::workers::Workers;
-use crate::{configuration, correlation, metrics, rate_limit, routes, telemetry};
+use crate::{configuration, correlation, edge, metrics, rate_limit, routes, telemetry};
 
 /// A bound, not yet running, server: the HTTP server and its background work.
 pub struct Application {
@@ -189,16 +189,25 @@ fn http_server(
         serves_api: settings.role.serves_api(),
     };
     let authenticator = web::Data::new(Authenticator::new(settings.auth.as_ref()));
+    let edge_settings = web::Data::new(settings.edge.clone());
     let server = HttpServer::new(move || {
         // The last `.wrap` runs first. Auth, budgets and idempotency keys wrap the guarded
         // scopes of the route table (`routes::table`); the correlation middleware wraps
-        // everything so their problems carry the correlation id.
+        // everything so their problems carry the correlation id. Outside all of it the edge
+        // (`edge`): security headers on every answer, CORS (preflights are answered there),
+        // then compression.
         App::new()
             .app_data(authenticator.clone())
+            .app_data(edge_settings.clone())
             .wrap(from_fn(correlation::middleware))
             .wrap(from_fn(telemetry::traceparent_header))
             .wrap(TracingLogger::default())
             .wrap(from_fn(metrics::track_http))
+            .wrap(from_fn(edge::headers::keep_small_plain))
+            .wrap(Compress::default())
+            .wrap(edge::cors::middleware(&edge_settings))
+            .wrap(from_fn(edge::cors::refuse_unlisted_preflights))
+            .wrap(from_fn(edge::headers::secure))
             .app_data(state.clone())
             .configure(|cfg| routes::configure(cfg, &guards))
             .default_service(web::to(routes::not_found))

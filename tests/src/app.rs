@@ -116,6 +116,7 @@ pub async fn spawn_app_on_database(
         role: api::configuration::InstanceRole::All,
         shared_rate_limits: None,
         read_url: None,
+        edge: api::edge::EdgeSettings::default(),
     };
     configure(&mut settings, &database);
     start(settings, std::sync::Arc::new(database)).await

@@ -11,6 +11,7 @@ mod consistency;
 mod crash;
 mod dead_letters;
 mod deadlines;
+mod edge;
 mod event_store;
 mod failover;
 mod feed;
