@@ -406,3 +406,47 @@ pub async fn payment_by_id(pool: &PgPool, id: Uuid) -> Result<Option<PaymentRow>
             .await?;
     row.map(|p| decode::<PaymentRow>("payment", &p)).transpose()
 }
+
+/// Payments newest first: a customer's (those of its orders and bookings) or everyone's,
+/// optionally in one status.
+///
+/// A customer's list starts from its orders and bookings (each table's customer index), so it
+/// costs that customer's rows, not the whole table. A payment is listed once its owner's row
+/// is in the orders or bookings model — always true once a reader waited for them, since an
+/// owner is placed before its payment is created.
+///
+/// # Errors
+/// [`QueryError`].
+pub async fn payments(
+    pool: &PgPool,
+    customer: Option<Uuid>,
+    status: Option<&str>,
+    page: PageRequest,
+) -> Result<Paged<PaymentRow>, QueryError> {
+    let sql = match customer {
+        Some(_) => {
+            "SELECT to_jsonb(p)::text FROM rm_payments p \
+             WHERE p.owner_id IN (SELECT id FROM rm_orders WHERE customer_id = $1 \
+                                  UNION ALL SELECT id FROM rm_bookings WHERE customer_id = $1) \
+               AND ($2::text IS NULL OR p.status = $2) \
+             ORDER BY p.created_at DESC, p.id LIMIT $3 OFFSET $4"
+        }
+        None => {
+            "SELECT to_jsonb(p)::text FROM rm_payments p \
+             WHERE $1::uuid IS NULL AND ($2::text IS NULL OR p.status = $2) \
+             ORDER BY p.created_at DESC, p.id LIMIT $3 OFFSET $4"
+        }
+    };
+    let rows: Vec<String> = sqlx::query_scalar(sql)
+        .bind(customer)
+        .bind(status)
+        .bind(page.limit())
+        .bind(page.offset())
+        .fetch_all(pool)
+        .await?;
+    let items = rows
+        .iter()
+        .map(|p| decode::<PaymentRow>("payment", p))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(page.finish(items))
+}

@@ -149,6 +149,7 @@ fn api(guards: &Guards) -> impl actix_web::dev::HttpServiceFactory + use<> {
             .service(resource("/bookings/{id}").get(bookings::get_booking))
             .service(resource("/bookings/{id}/history").get(audit::booking_history))
             .service(resource("/bookings/{id}/cancel").post(bookings::cancel_booking))
+            .service(resource("/payments").get(payments::list_payments))
             .service(resource("/payments/{id}").get(payments::get_payment)),
         guards
     )

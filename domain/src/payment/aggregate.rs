@@ -29,6 +29,16 @@ pub enum PaymentStatus {
 }
 
 impl PaymentStatus {
+    /// Every status, in the order a payment usually moves through them.
+    pub const ALL: [Self; 6] = [
+        Self::Created,
+        Self::RequiresAction,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Canceled,
+        Self::Refunded,
+    ];
+
     /// The lower-case name, e.g. `requires_action`.
     pub fn as_str(self) -> &'static str {
         match self {

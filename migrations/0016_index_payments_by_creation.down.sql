@@ -1,0 +1,1 @@
+DROP INDEX rm_payments_created;
