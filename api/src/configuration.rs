@@ -213,9 +213,10 @@ impl AuditSettings {
     }
 }
 
-/// How many requests one client (token subject, else IP) may make per one-minute window.
-/// Each budget is counted separately; a request to a route with its own budget spends from
-/// both that budget and `per_minute`.
+/// How many requests one client (token subject, else IP) may make: per one-minute window on
+/// every limited route and on routes with a budget of their own, and per one-hour window by
+/// role. Each budget is counted separately; a request spends from every budget that applies
+/// to it. Admins spend none of them unless `admin_per_hour` is set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimits {
     /// `RESERVA_RATE_LIMIT__PER_MINUTE` (default `100`): every limited request.
@@ -224,6 +225,31 @@ pub struct RateLimits {
     pub orders_per_minute: u64,
     /// `RESERVA_RATE_LIMIT__BOOKINGS_PER_MINUTE` (default `20`): `POST /api/v1/bookings`.
     pub bookings_per_minute: u64,
+    /// `RESERVA_RATE_LIMIT__SENSITIVE_PER_MINUTE` (default `5`): the routes that move money
+    /// back (`POST …/orders/{id}/cancel`, `…/bookings/{id}/cancel`), together.
+    pub sensitive_per_minute: u64,
+    /// `RESERVA_RATE_LIMIT__ANONYMOUS_PER_HOUR` (default `100`, `0` unlimited): callers
+    /// without a verified token (every caller when auth is off), by address.
+    pub anonymous_per_hour: u64,
+    /// `RESERVA_RATE_LIMIT__CUSTOMER_PER_HOUR` (default `1000`, `0` unlimited): each customer.
+    pub customer_per_hour: u64,
+    /// `RESERVA_RATE_LIMIT__ADMIN_PER_HOUR` (default `0`: admins are unlimited, and spend no
+    /// other budget either); set, each admin spends it and every other budget like anyone.
+    pub admin_per_hour: u64,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            per_minute: 100,
+            orders_per_minute: 10,
+            bookings_per_minute: 20,
+            sensitive_per_minute: 5,
+            anonymous_per_hour: 100,
+            customer_per_hour: 1000,
+            admin_per_hour: 0,
+        }
+    }
 }
 
 impl RateLimits {
@@ -232,10 +258,24 @@ impl RateLimits {
         if !var("RESERVA_RATE_LIMIT__ENABLED", true)? {
             return Ok(None);
         }
+        let d = Self::default();
         Ok(Some(Self {
-            per_minute: var("RESERVA_RATE_LIMIT__PER_MINUTE", 100)?,
-            orders_per_minute: var("RESERVA_RATE_LIMIT__ORDERS_PER_MINUTE", 10)?,
-            bookings_per_minute: var("RESERVA_RATE_LIMIT__BOOKINGS_PER_MINUTE", 20)?,
+            per_minute: var("RESERVA_RATE_LIMIT__PER_MINUTE", d.per_minute)?,
+            orders_per_minute: var("RESERVA_RATE_LIMIT__ORDERS_PER_MINUTE", d.orders_per_minute)?,
+            bookings_per_minute: var(
+                "RESERVA_RATE_LIMIT__BOOKINGS_PER_MINUTE",
+                d.bookings_per_minute,
+            )?,
+            sensitive_per_minute: var(
+                "RESERVA_RATE_LIMIT__SENSITIVE_PER_MINUTE",
+                d.sensitive_per_minute,
+            )?,
+            anonymous_per_hour: var(
+                "RESERVA_RATE_LIMIT__ANONYMOUS_PER_HOUR",
+                d.anonymous_per_hour,
+            )?,
+            customer_per_hour: var("RESERVA_RATE_LIMIT__CUSTOMER_PER_HOUR", d.customer_per_hour)?,
+            admin_per_hour: var("RESERVA_RATE_LIMIT__ADMIN_PER_HOUR", d.admin_per_hour)?,
         }))
     }
 }

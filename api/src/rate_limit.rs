@@ -10,9 +10,11 @@
 //!   request's extensions, so auth must run before the limiters), else the socket peer's IP
 //!   (IPv6 grouped by /64). Behind a reverse proxy every client shares the proxy's address;
 //!   trusting `X-Forwarded-For` would let any client pick its own budget, so it is not read.
-//! - **Budgets**: [`overall`] wraps the guarded scopes of the route table (the platform
-//!   endpoints are outside them); [`route`] wraps the routes with a budget of their own
-//!   (order and booking creation). A request refused by a route budget has already been
+//! - **Budgets**: [`overall`] (per minute) and [`by_role`] (per hour: anonymous, customer,
+//!   admin) wrap the guarded scopes of the route table (the platform endpoints are outside
+//!   them); [`route`] wraps the routes with a budget of their own (order and booking creation,
+//!   and the cancels that move money back, which share the `sensitive` budget). Admins spend
+//!   no budget at all unless an admin hourly budget is configured. A request refused by a route budget has already been
 //!   counted by the overall one (the scope's limiter runs first): every attempt costs, so
 //!   hammering a refused route also drains the client's overall budget. Server errors (5xx)
 //!   are given back to both.
@@ -39,12 +41,15 @@ use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use crate::auth::Caller;
+use crate::auth::{Caller, Role};
 use crate::configuration::RateLimits;
 use crate::problem::ApiError;
 
-/// Length of every window.
+/// Length of the per-minute windows.
 const WINDOW: Duration = Duration::from_secs(60);
+
+/// Length of the per-role windows.
+const HOUR: Duration = Duration::from_secs(3600);
 
 /// The longest a request waits for Redis (connecting or counting) before it passes uncounted.
 pub const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
@@ -62,15 +67,45 @@ pub enum Limit {
     Orders,
     /// `POST /api/v1/bookings`.
     Bookings,
+    /// The cancels, which refund: `POST /api/v1/orders/{id}/cancel`, `…/bookings/{id}/cancel`.
+    Sensitive,
+    /// Per hour, callers without a verified token.
+    Anonymous,
+    /// Per hour, each customer.
+    Customer,
+    /// Per hour, each admin (only when configured).
+    Admin,
 }
 
 impl Limit {
-    /// Its size in requests per minute under `limits`.
-    fn per_minute(self, limits: &RateLimits) -> u64 {
+    /// Its size in requests per [window](Limit::window) under `limits` (`0`: unlimited,
+    /// for the per-role budgets).
+    fn size(self, limits: &RateLimits) -> u64 {
         match self {
             Self::Overall => limits.per_minute,
             Self::Orders => limits.orders_per_minute,
             Self::Bookings => limits.bookings_per_minute,
+            Self::Sensitive => limits.sensitive_per_minute,
+            Self::Anonymous => limits.anonymous_per_hour,
+            Self::Customer => limits.customer_per_hour,
+            Self::Admin => limits.admin_per_hour,
+        }
+    }
+
+    /// How long one of its windows lasts.
+    fn window(self) -> Duration {
+        match self {
+            Self::Anonymous | Self::Customer | Self::Admin => HOUR,
+            _ => WINDOW,
+        }
+    }
+
+    /// "minute" or "hour", for people.
+    fn per(self) -> &'static str {
+        if self.window() == HOUR {
+            "hour"
+        } else {
+            "minute"
         }
     }
 
@@ -80,7 +115,29 @@ impl Limit {
             Self::Overall => "overall",
             Self::Orders => "orders",
             Self::Bookings => "bookings",
+            Self::Sensitive => "sensitive",
+            Self::Anonymous => "anonymous",
+            Self::Customer => "customer",
+            Self::Admin => "admin",
         }
+    }
+}
+
+/// Whether `req`'s verified caller is an admin who spends no budget under `limits`.
+fn exempt(req: &ServiceRequest, limits: &RateLimits) -> bool {
+    limits.admin_per_hour == 0
+        && req
+            .extensions()
+            .get::<Caller>()
+            .is_some_and(|c| c.role == Role::Admin)
+}
+
+/// The per-hour budget `req` spends from, by its caller's role.
+fn role_limit(req: &ServiceRequest) -> Limit {
+    match req.extensions().get::<Caller>().map(|c| c.role) {
+        Some(Role::Admin) => Limit::Admin,
+        Some(Role::Customer) => Limit::Customer,
+        None => Limit::Anonymous,
     }
 }
 
@@ -114,7 +171,7 @@ impl Charge {
         Self {
             limit,
             input: SimpleInput {
-                interval: WINDOW,
+                interval: limit.window(),
                 max_requests,
                 key: format!("{}:{client}", limit.label()),
             },
@@ -274,7 +331,8 @@ pub fn overall(
     route(windows, limits, Limit::Overall)
 }
 
-/// `limit`'s budget, on every request it wraps; counts nothing when `limits` is `None`.
+/// `limit`'s budget, on every request it wraps; counts nothing when `limits` is `None`, nor
+/// for an exempt admin.
 pub fn route(
     windows: &Windows,
     limits: Option<RateLimits>,
@@ -283,7 +341,24 @@ pub fn route(
     limiter(windows, move |req: &ServiceRequest| {
         let charge = limits
             .as_ref()
-            .map(|l| Charge::new(limit, limit.per_minute(l), &client_key(req)));
+            .filter(|l| !exempt(req, l))
+            .map(|l| Charge::new(limit, limit.size(l), &client_key(req)));
+        ready(Ok(charge))
+    })
+}
+
+/// The hourly budget of the caller's role (anonymous, customer, admin), on every request it
+/// wraps; a role whose budget is `0` is unlimited.
+pub fn by_role(
+    windows: &Windows,
+    limits: Option<RateLimits>,
+) -> RateLimiter<Counter, Option<Status>, impl Fn(&ServiceRequest) -> ChargeFuture + use<>> {
+    limiter(windows, move |req: &ServiceRequest| {
+        let charge = limits.as_ref().and_then(|l| {
+            let limit = role_limit(req);
+            let size = limit.size(l);
+            (size > 0).then(|| Charge::new(limit, size, &client_key(req)))
+        });
         ready(Ok(charge))
     })
 }
@@ -335,9 +410,10 @@ fn refuse(status: &Option<Status>) -> HttpResponse {
     metrics::counter!("reserva_rate_limited_total", "limit" => status.limit.label()).increment(1);
     let retry_after = status.output.seconds_until_reset().max(1);
     let detail = format!(
-        "the {} limit of {} requests per minute is spent; retry in {retry_after} s",
+        "the {} limit of {} requests per {} is spent; retry in {retry_after} s",
         status.limit.label(),
-        status.output.limit()
+        status.output.limit(),
+        status.limit.per(),
     );
     let mut response = ApiError::rate_limited(detail, retry_after).error_response();
     insert_headers(response.headers_mut(), status, 0);
@@ -347,7 +423,6 @@ fn refuse(status: &Option<Status>) -> HttpResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::Role;
     use actix_web::test::TestRequest;
 
     fn peer(addr: &str) -> ServiceRequest {
@@ -391,13 +466,19 @@ mod tests {
 
     #[test]
     fn each_budget_has_its_own_size() {
-        let limits = RateLimits {
-            per_minute: 100,
-            orders_per_minute: 10,
-            bookings_per_minute: 20,
-        };
-        assert_eq!(Limit::Overall.per_minute(&limits), 100);
-        assert_eq!(Limit::Orders.per_minute(&limits), 10);
-        assert_eq!(Limit::Bookings.per_minute(&limits), 20);
+        let limits = RateLimits::default();
+        assert_eq!(Limit::Overall.size(&limits), 100);
+        assert_eq!(Limit::Orders.size(&limits), 10);
+        assert_eq!(Limit::Bookings.size(&limits), 20);
+        assert_eq!(Limit::Sensitive.size(&limits), 5);
+        assert_eq!(Limit::Anonymous.size(&limits), 100);
+        assert_eq!(Limit::Customer.size(&limits), 1000);
+        assert_eq!(
+            Limit::Admin.size(&limits),
+            0,
+            "admins are unlimited by default"
+        );
+        assert_eq!(Limit::Customer.window(), Duration::from_secs(3600));
+        assert_eq!(Limit::Overall.window(), Duration::from_secs(60));
     }
 }

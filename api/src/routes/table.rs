@@ -47,10 +47,12 @@ pub fn guarded(path: &str) -> Option<&'static Guarded> {
     })
 }
 
-/// Routes with a budget of their own, besides the overall one.
-pub const BUDGETED: [(&str, &str, Limit); 2] = [
+/// Routes with a budget of their own, besides the overall and the role's.
+pub const BUDGETED: [(&str, &str, Limit); 4] = [
     ("post", "/api/v1/orders", Limit::Orders),
     ("post", "/api/v1/bookings", Limit::Bookings),
+    ("post", "/api/v1/orders/{id}/cancel", Limit::Sensitive),
+    ("post", "/api/v1/bookings/{id}/cancel", Limit::Sensitive),
 ];
 
 /// Routes of `/api/v1` only admins may call (stock-item writes).
@@ -101,6 +103,7 @@ macro_rules! guarded {
         $scope
             .wrap(from_fn(idempotency::middleware))
             .wrap(rate_limit::overall(&$guards.windows, $guards.limits))
+            .wrap(rate_limit::by_role(&$guards.windows, $guards.limits))
             .wrap(from_fn(guard::authenticate))
             .default_service(web::to(super::not_found))
     };
@@ -136,7 +139,13 @@ fn api(guards: &Guards) -> impl actix_web::dev::HttpServiceFactory + use<> {
             )
             .service(resource("/orders/{id}").get(orders::get_order))
             .service(resource("/orders/{id}/history").get(audit::order_history))
-            .service(resource("/orders/{id}/cancel").post(orders::cancel_order))
+            .service(
+                resource("/orders/{id}/cancel").route(
+                    web::post()
+                        .to(orders::cancel_order)
+                        .wrap(budget(Limit::Sensitive)),
+                ),
+            )
             .service(
                 resource("/bookings")
                     .route(
@@ -148,7 +157,13 @@ fn api(guards: &Guards) -> impl actix_web::dev::HttpServiceFactory + use<> {
             )
             .service(resource("/bookings/{id}").get(bookings::get_booking))
             .service(resource("/bookings/{id}/history").get(audit::booking_history))
-            .service(resource("/bookings/{id}/cancel").post(bookings::cancel_booking))
+            .service(
+                resource("/bookings/{id}/cancel").route(
+                    web::post()
+                        .to(bookings::cancel_booking)
+                        .wrap(budget(Limit::Sensitive)),
+                ),
+            )
             .service(resource("/payments").get(payments::list_payments))
             .service(resource("/payments/{id}").get(payments::get_payment)),
         guards

@@ -33,6 +33,7 @@ mod read_cache;
 mod read_models;
 mod reconcile;
 mod replica;
+mod role_limits;
 mod saga_concurrency;
 mod sagas;
 mod seed;

@@ -54,9 +54,8 @@ async fn orders_placed(app: &TestApp) -> usize {
 async fn one_customer_spending_its_order_budget_leaves_anothers_untouched() {
     // Arrange: every request comes from 127.0.0.1, so only the token tells the clients apart.
     let limits = RateLimits {
-        per_minute: 100,
         orders_per_minute: 3,
-        bookings_per_minute: 20,
+        ..RateLimits::default()
     };
     let app = spawn_secured(Some(limits)).await;
     let (alice, bob) = (Uuid::new_v4(), Uuid::new_v4());

@@ -14,6 +14,9 @@ async fn spawn_limited(per_minute: u64, orders: u64, bookings: u64) -> TestApp {
             per_minute,
             orders_per_minute: orders,
             bookings_per_minute: bookings,
+            // These tests are about the per-minute budgets; the hourly ones are below.
+            anonymous_per_hour: 0,
+            ..RateLimits::default()
         });
     })
     .await
