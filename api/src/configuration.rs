@@ -142,6 +142,9 @@ pub struct Settings {
     pub shared_rate_limits: Option<SharedRateLimits>,
     /// CORS, security headers and compression (`RESERVA_HTTP__CORS_*`, see [`crate::edge`]).
     pub edge: EdgeSettings,
+    /// `RESERVA_LIVE__BUFFER` (default `64`): messages a live view (server-sent events) may
+    /// have waiting for its client before the client is disconnected as too slow.
+    pub live_buffer: usize,
 }
 
 /// Rate-limit windows in Redis, shared by every instance.
@@ -486,6 +489,7 @@ impl Settings {
             role: InstanceRole::All,
             shared_rate_limits: SharedRateLimits::from_env()?,
             edge: EdgeSettings::from_env()?,
+            live_buffer: var("RESERVA_LIVE__BUFFER", 64)?,
             read_url: std::env::var("RESERVA_DB__READ_URL")
                 .ok()
                 .filter(|u| !u.is_empty()),

@@ -16,6 +16,7 @@
 //!   letters); [`rebuilds`]: rebuilds started over HTTP; [`verifier`]: the periodic verify;
 //!   [`seed`]: demo data.
 //! - [`integration`]: integration events published to NATS JetStream.
+//! - [`live`]: server-sent events of orders, bookings and stock items as they change.
 //! - [`audit`]: the `audit` and `replay` subcommands; [`checkpointer`]: the periodic signing of
 //!   audit checkpoints.
 //!
@@ -34,6 +35,7 @@ pub mod edge;
 pub mod extract;
 pub mod idempotency;
 pub mod integration;
+pub mod live;
 pub mod metrics;
 pub mod openapi;
 pub mod operate;

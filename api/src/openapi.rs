@@ -22,8 +22,8 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::problem::{FieldError, Problem};
 use crate::routes::{
-    CancelBody, CommandAccepted, admin, audit, bookings, health, orders, payments, stock_items,
-    webhooks,
+    CancelBody, CommandAccepted, admin, audit, bookings, health, live, orders, payments,
+    stock_items, webhooks,
 };
 use crate::verifier::LastVerify;
 use crate::views::audit::{
@@ -69,6 +69,9 @@ static DOCUMENT: LazyLock<Document> = LazyLock::new(ApiDoc::openapi);
         bookings::cancel_booking,
         audit::booking_history,
         payments::list_payments,
+        live::order_events,
+        live::booking_events,
+        live::stock_item_events,
         payments::get_payment,
         admin::list_projections,
         admin::rebuild_projection,

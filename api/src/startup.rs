@@ -87,7 +87,14 @@ impl Application {
                 .map_err(std::io::Error::other)?,
             None => pool.clone(),
         };
+        let tail = feed::Tail::start(
+            pool.clone(),
+            bus.feed_signal(),
+            settings.live_buffer,
+            shutdown.requested.clone(),
+        );
         let state = web::Data::new(AppState {
+            tail,
             bus: bus.clone(),
             pool,
             read_pool,

@@ -45,6 +45,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// What this instance runs, as `GET /health/ready` reports it.
     pub instance: Instance,
+    /// This process's follower of the feed, for live views (server-sent events).
+    pub tail: feed::Tail,
 }
 
 /// What this instance runs and what it shares with the others, for operators comparing

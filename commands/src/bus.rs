@@ -352,6 +352,21 @@ impl CommandBus {
     }
 
     /// `A` `aggregate_id` from the store: its snapshot, if any, and the events after it.
+    /// An aggregate's state straight from the store (its latest snapshot and the events after
+    /// it, never the command cache), with the sequence of the last event folded in (0 for
+    /// none) and that event's global position: where a live view of it starts.
+    ///
+    /// # Errors
+    /// [`CommandError::Unavailable`] / [`CommandError::Internal`] for the store.
+    pub async fn load_latest<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<(A, usize, Option<i64>), CommandError<A::Error>> {
+        let loaded = self.load_fresh::<A>(aggregate_id).await?;
+        let position = self.position_of::<A>(aggregate_id, loaded.sequence).await?;
+        Ok((loaded.aggregate, loaded.sequence, position))
+    }
+
     async fn load_fresh<A: Aggregate>(
         &self,
         aggregate_id: &str,

@@ -13,6 +13,7 @@
 //!   processes (`LISTEN`/`NOTIFY` outside the append).
 //! - [`handler`]: the [`Handler`] trait and how failures are told apart.
 //! - [`runner`]: [`Subscription`], one runner per subscription across processes.
+//! - [`tail`]: [`Tail`], a process's own checkpoint-less follower for live views.
 //! - [`checkpoint`]: the `subscriptions` rows; [`locks`]: advisory locks and connections.
 //! - [`dead_letters`]: held events and operators' requests; [`retry`]: trying them again.
 //! - [`options`], [`backoff`]: tuning.
@@ -36,6 +37,7 @@ pub mod relay;
 pub mod retry;
 pub mod runner;
 pub mod signal;
+pub mod tail;
 mod telemetry;
 pub mod trace_context;
 
@@ -48,3 +50,4 @@ pub use read::{
 };
 pub use runner::{Subscription, SubscriptionHandle};
 pub use signal::FeedSignal;
+pub use tail::{Follower, Tail};

@@ -271,6 +271,31 @@ pub async fn held_back(
     Ok(first.is_some())
 }
 
+/// The events of one aggregate after its `after_sequence`, in sequence order, as committed
+/// now (whether or not the feed may hand them out yet): a live view's history and the gaps it
+/// fills.
+///
+/// # Errors
+/// Any database error.
+pub async fn aggregate_events(
+    conn: &mut PgConnection,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    after_sequence: i64,
+) -> Result<Vec<FeedEvent>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM events \
+         WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 ORDER BY sequence"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .bind(after_sequence)
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter().map(FeedEvent::from_row).collect()
+}
+
 /// The checkpoint of the event at `position`, if it is committed (and visible).
 ///
 /// # Errors

@@ -117,6 +117,7 @@ pub async fn spawn_app_on_database(
         shared_rate_limits: None,
         read_url: None,
         edge: api::edge::EdgeSettings::default(),
+        live_buffer: 64,
     };
     configure(&mut settings, &database);
     start(settings, std::sync::Arc::new(database)).await

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod audit;
 pub mod bookings;
 pub mod health;
+pub mod live;
 pub mod orders;
 pub mod params;
 pub mod payments;

@@ -10,7 +10,9 @@
 use actix_web::middleware::from_fn;
 use actix_web::web;
 
-use super::{admin, audit, bookings, health, orders, payments, resource, stock_items, webhooks};
+use super::{
+    admin, audit, bookings, health, live, orders, payments, resource, stock_items, webhooks,
+};
 use crate::auth::guard;
 use crate::configuration::RateLimits;
 use crate::idempotency;
@@ -124,6 +126,7 @@ fn api(guards: &Guards) -> impl actix_web::dev::HttpServiceFactory + use<> {
                     .get(stock_items::list_stock_items),
             )
             .service(resource("/stock-items/{sku}").get(stock_items::get_stock_item))
+            .service(resource("/stock-items/{sku}/events").get(live::stock_item_events))
             .service(
                 resource("/stock-items/{sku}/restock")
                     .route(web::post().to(stock_items::restock).wrap(admin())),
@@ -138,6 +141,7 @@ fn api(guards: &Guards) -> impl actix_web::dev::HttpServiceFactory + use<> {
                     .get(orders::list_orders),
             )
             .service(resource("/orders/{id}").get(orders::get_order))
+            .service(resource("/orders/{id}/events").get(live::order_events))
             .service(resource("/orders/{id}/history").get(audit::order_history))
             .service(
                 resource("/orders/{id}/cancel").route(
@@ -156,6 +160,7 @@ fn api(guards: &Guards) -> impl actix_web::dev::HttpServiceFactory + use<> {
                     .get(bookings::list_bookings),
             )
             .service(resource("/bookings/{id}").get(bookings::get_booking))
+            .service(resource("/bookings/{id}/events").get(live::booking_events))
             .service(resource("/bookings/{id}/history").get(audit::booking_history))
             .service(
                 resource("/bookings/{id}/cancel").route(

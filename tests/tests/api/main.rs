@@ -20,6 +20,7 @@ mod health;
 mod idempotency;
 mod instances;
 mod integration_events;
+mod live;
 mod metrics;
 mod migrations;
 mod openapi;

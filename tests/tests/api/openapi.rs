@@ -6,7 +6,7 @@ use tests::{TestApp, eventually, spawn_app};
 use uuid::Uuid;
 
 /// Every route `api::routes::configure` registers, as (method, path template).
-const ROUTES: [(&str, &str); 29] = [
+const ROUTES: [(&str, &str); 32] = [
     ("post", "/api/v1/stock-items"),
     ("get", "/api/v1/stock-items"),
     ("get", "/api/v1/stock-items/{sku}"),
@@ -22,6 +22,9 @@ const ROUTES: [(&str, &str); 29] = [
     ("post", "/api/v1/bookings/{id}/cancel"),
     ("get", "/api/v1/bookings/{id}/history"),
     ("get", "/api/v1/payments"),
+    ("get", "/api/v1/orders/{id}/events"),
+    ("get", "/api/v1/bookings/{id}/events"),
+    ("get", "/api/v1/stock-items/{sku}/events"),
     ("get", "/api/v1/payments/{id}"),
     ("get", "/admin/projections"),
     ("post", "/admin/projections/{name}/rebuild"),
