@@ -138,7 +138,9 @@ impl From<TokenRole> for Role {
 /// # Errors
 /// The secret is unset or too short, or the subject does not suit the role.
 pub fn token(sub: &str, role: TokenRole, ttl: Duration) -> anyhow::Result<String> {
-    let settings = AuthSettings::from_env()?.context(
+    let settings = AuthSettings::from_env()?
+        .filter(|settings| settings.jwt_secret().is_some())
+        .context(
         "RESERVA_AUTH__JWT_SECRET is not set: set it (at least 32 bytes) to the secret the \
          server verifies tokens with",
     )?;
