@@ -12,6 +12,7 @@ use tests::{JWT_SECRET, TestApp, spawn_app_with};
 use uuid::Uuid;
 
 mod ownership;
+mod provider;
 mod roles;
 mod tokens;
 
