@@ -747,7 +747,11 @@ mod tests {
         let no_issuer = ProviderSettings::new(url, "", "reserva").unwrap_err();
         let no_audience = ProviderSettings::new(url, "https://idp.example", " ").unwrap_err();
         assert!(no_issuer.to_string().starts_with("RESERVA_AUTH__ISSUER: "));
-        assert!(no_audience.to_string().starts_with("RESERVA_AUTH__AUDIENCE: "));
+        assert!(
+            no_audience
+                .to_string()
+                .starts_with("RESERVA_AUTH__AUDIENCE: ")
+        );
     }
 
     #[test]

@@ -188,9 +188,8 @@ fn http_server(
         limits: settings.rate_limits,
         serves_api: settings.role.serves_api(),
     };
-    let authenticator = web::Data::new(
-        Authenticator::new(settings.auth.as_ref()).map_err(std::io::Error::other)?,
-    );
+    let authenticator =
+        web::Data::new(Authenticator::new(settings.auth.as_ref()).map_err(std::io::Error::other)?);
     let server = HttpServer::new(move || {
         // The last `.wrap` runs first. Auth, budgets and idempotency keys wrap the guarded
         // scopes of the route table (`routes::table`); the correlation middleware wraps

@@ -23,7 +23,8 @@
 //!   [`TestApp::catch_up`].
 //! - `fake_stripe`: [`FakeStripe`] (see above).
 //! - `fake_identity_provider`: [`FakeIdentityProvider`] and [`TestKey`] (see above).
-//! - `process`: [`ServeProcess`], the real `reserva serve` as a child process.
+//! - `process`: [`ServeProcess`], the real `reserva serve` as a child process, and
+//!   [`run_reserva`] for one command run to its end.
 
 mod app;
 mod database;
@@ -41,7 +42,7 @@ pub use app::{
 pub use database::{TestDatabase, counting_server, fresh_database, fresh_database_on, server};
 pub use fake_identity_provider::{FakeIdentityProvider, TestKey};
 pub use fake_stripe::FakeStripe;
-pub use process::ServeProcess;
+pub use process::{ServeProcess, run_reserva};
 pub use requests::register_product_command;
 pub use store::StoredEvent;
 pub use waiting::{eventually, feed_end, stored_checkpoint, wait_until_caught_up};

@@ -45,10 +45,9 @@ fn rejection(error: &AuthError) -> ApiError {
         }
         AuthError::KeyUnknown(_) => ApiError::unauthorized("token_key_unknown", error.to_string()),
         AuthError::ProviderUnavailable { retry_after } => {
-            ApiError::not_yet("auth_provider_unavailable", error.to_string())
-                .with_retry_after(
-                    (retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0)).max(1),
-                )
+            ApiError::not_yet("auth_provider_unavailable", error.to_string()).with_retry_after(
+                (retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0)).max(1),
+            )
         }
         _ => ApiError::unauthorized("token_invalid", error.to_string()),
     }

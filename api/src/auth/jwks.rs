@@ -265,7 +265,10 @@ impl KeyCache {
 fn usable_keys(raw: Vec<serde_json::Value>) -> HashMap<String, Arc<ProviderKey>> {
     let mut keys = HashMap::new();
     for value in raw {
-        let kid = value.get("kid").and_then(|kid| kid.as_str()).map(str::to_owned);
+        let kid = value
+            .get("kid")
+            .and_then(|kid| kid.as_str())
+            .map(str::to_owned);
         let key = serde_json::from_value::<Jwk>(value)
             .map_err(|_| "not a JWK")
             .and_then(|jwk| provider_key(&jwk));
@@ -309,7 +312,13 @@ fn provider_key(jwk: &Jwk) -> Result<(String, ProviderKey), &'static str> {
         return Err("its alg is not RS256 (RSA) or ES256 (P-256)");
     }
     let decoding = DecodingKey::from_jwk(jwk).map_err(|_| "its parameters do not decode")?;
-    Ok((kid, ProviderKey { algorithm, decoding }))
+    Ok((
+        kid,
+        ProviderKey {
+            algorithm,
+            decoding,
+        },
+    ))
 }
 
 /// The `max-age` of a `Cache-Control` header (`no-cache` and `no-store` count as 0).
@@ -351,7 +360,11 @@ mod tests {
                "y": "yzxBLn1x74eeNqtr-F4GupcEX8M7YjgntQStzgW183I"})
     }
 
-    fn with(mut key: serde_json::Value, field: &str, value: serde_json::Value) -> serde_json::Value {
+    fn with(
+        mut key: serde_json::Value,
+        field: &str,
+        value: serde_json::Value,
+    ) -> serde_json::Value {
         key[field] = value;
         key
     }

@@ -54,27 +54,7 @@ impl Provider {
             _ => &self.rs256,
         };
         let data = jsonwebtoken::decode::<Value>(token, &key.decoding, validation)
-            .map_err(|e| match e.kind() {
-                ErrorKind::ExpiredSignature => AuthError::Expired,
-                ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
-                ErrorKind::InvalidAudience => AuthError::WrongAudience,
-                ErrorKind::MissingRequiredClaim(claim) if claim == "iss" => AuthError::WrongIssuer,
-                ErrorKind::MissingRequiredClaim(claim) if claim == "aud" => {
-                    AuthError::WrongAudience
-                }
-                ErrorKind::MissingRequiredClaim(claim) => {
-                    AuthError::Invalid(format!("missing claim {claim}"))
-                }
-                ErrorKind::InvalidSignature => AuthError::Invalid("bad signature".to_owned()),
-                ErrorKind::InvalidAlgorithm => AuthError::Invalid(format!(
-                    "key {kid:?} verifies {:?} tokens only",
-                    key.algorithm
-                )),
-                ErrorKind::ImmatureSignature => {
-                    AuthError::Invalid("the token is not valid yet (nbf)".to_owned())
-                }
-                _ => AuthError::Invalid("malformed token".to_owned()),
-            })?;
+            .map_err(|error| refusal(error.kind(), kid, key.algorithm))?;
         let subject = match claim(&data.claims, &self.subject_claim) {
             Some(Value::String(subject)) => subject.clone(),
             Some(_) => {
@@ -93,6 +73,30 @@ impl Provider {
         let role = role(claim(&data.claims, &self.role_claim), &self.role_claim)?;
         check_subject(&subject, role).map_err(|e| AuthError::Invalid(e.to_string()))?;
         Ok(Caller { subject, role })
+    }
+}
+
+/// Why a token failed the library's checks, for the caller: issuer and audience have codes of
+/// their own (a token for another tenant or application is a configuration problem to
+/// diagnose, not a forgery).
+fn refusal(kind: &ErrorKind, kid: &str, algorithm: Algorithm) -> AuthError {
+    match kind {
+        ErrorKind::ExpiredSignature => AuthError::Expired,
+        ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
+        ErrorKind::InvalidAudience => AuthError::WrongAudience,
+        ErrorKind::MissingRequiredClaim(claim) if claim == "iss" => AuthError::WrongIssuer,
+        ErrorKind::MissingRequiredClaim(claim) if claim == "aud" => AuthError::WrongAudience,
+        ErrorKind::MissingRequiredClaim(claim) => {
+            AuthError::Invalid(format!("missing claim {claim}"))
+        }
+        ErrorKind::InvalidSignature => AuthError::Invalid("bad signature".to_owned()),
+        ErrorKind::InvalidAlgorithm => {
+            AuthError::Invalid(format!("key {kid:?} verifies {algorithm:?} tokens only"))
+        }
+        ErrorKind::ImmatureSignature => {
+            AuthError::Invalid("the token is not valid yet (nbf)".to_owned())
+        }
+        _ => AuthError::Invalid("malformed token".to_owned()),
     }
 }
 

@@ -104,7 +104,11 @@ async fn rs256_and_es256_tokens_from_the_provider_act_as_their_subject_and_role(
     assert_eq!(registered.status(), 202, "an admin token may write stock");
     assert_eq!(own.status(), 200, "the ES256 customer reads its own order");
     assert_eq!(anothers.status(), 404, "the RS256 customer is someone else");
-    assert_eq!(for_bob.status(), 403, "a customer orders only for its subject");
+    assert_eq!(
+        for_bob.status(),
+        403,
+        "a customer orders only for its subject"
+    );
     assert_eq!(admin_only.status(), 403, "a customer is no admin");
     let placed = &app.events_for("order", &id).await[0];
     assert_eq!(placed.metadata["actor"], alice.to_string());
@@ -128,10 +132,16 @@ async fn a_token_of_another_issuer_or_audience_or_expired_is_refused_with_its_co
     let an_hour_ago = chrono::Utc::now().timestamp() - 3600;
 
     let cases = [
-        (with("iss", json!("https://evil.example/")), "token_wrong_issuer"),
+        (
+            with("iss", json!("https://evil.example/")),
+            "token_wrong_issuer",
+        ),
         (without("iss"), "token_wrong_issuer"),
         (with("aud", json!("another-api")), "token_wrong_audience"),
-        (with("aud", json!(["another-api", "billing"])), "token_wrong_audience"),
+        (
+            with("aud", json!(["another-api", "billing"])),
+            "token_wrong_audience",
+        ),
         (without("aud"), "token_wrong_audience"),
         (with("exp", json!(an_hour_ago)), "token_expired"),
         (without("sub"), "token_invalid"),
@@ -168,8 +178,15 @@ async fn a_rotated_key_is_fetched_on_its_first_token_and_a_removed_key_stops_ver
     let fetches_after_rotation = provider.fetches();
     let with_old = app.get_as(&old_token, "/admin/projections").await;
 
-    assert_eq!(with_new.status(), 200, "the new kid was fetched and verifies");
-    assert_eq!(fetches_after_rotation, 2, "one fetch at start, one for the new kid");
+    assert_eq!(
+        with_new.status(),
+        200,
+        "the new kid was fetched and verifies"
+    );
+    assert_eq!(
+        fetches_after_rotation, 2,
+        "one fetch at start, one for the new kid"
+    );
     assert_refused(with_old, "token_key_unknown").await;
 }
 
@@ -333,7 +350,10 @@ async fn local_hs256_tokens_pass_beside_the_provider_and_never_verify_with_its_k
     ];
 
     let local = both.token("ops", Role::Admin);
-    assert_eq!(both.get_as(&local, "/admin/projections").await.status(), 200);
+    assert_eq!(
+        both.get_as(&local, "/admin/projections").await.status(),
+        200
+    );
     let from_provider = rsa.sign(&claims("ops", "admin"));
     assert_eq!(
         both.get_as(&from_provider, "/admin/projections")
@@ -343,7 +363,11 @@ async fn local_hs256_tokens_pass_beside_the_provider_and_never_verify_with_its_k
     );
     for app in [&both, &provider_only] {
         for token in &confused {
-            assert_refused(app.get_as(token, "/admin/projections").await, "token_invalid").await;
+            assert_refused(
+                app.get_as(token, "/admin/projections").await,
+                "token_invalid",
+            )
+            .await;
         }
     }
     // Without the secret, even a correctly signed local token is refused.
@@ -370,14 +394,65 @@ async fn a_key_the_provider_removed_stops_verifying_once_the_sets_max_age_has_pa
 
     // Only tokens of the old key arrive: no unknown kid asks for the set again.
     provider.publish(vec![new.jwk()]);
-    eventually("the old key to be dropped after the set's max-age", || async {
-        let response = app.get_as(&old_token, "/admin/projections").await;
-        if response.status() == 200 {
-            return None;
-        }
-        assert_refused(response, "token_key_unknown").await;
-        Some(())
-    })
+    eventually(
+        "the old key to be dropped after the set's max-age",
+        || async {
+            let response = app.get_as(&old_token, "/admin/projections").await;
+            if response.status() == 200 {
+                return None;
+            }
+            assert_refused(response, "token_key_unknown").await;
+            Some(())
+        },
+    )
     .await;
     assert!(provider.fetches() >= 2);
+}
+
+#[tokio::test]
+async fn serve_refuses_to_start_with_provider_settings_that_are_incomplete_or_wrong() {
+    let url = ("RESERVA_AUTH__JWKS_URL", "https://idp.example/jwks");
+    let issuer = ("RESERVA_AUTH__ISSUER", "https://idp.example/");
+    let audience = ("RESERVA_AUTH__AUDIENCE", "reserva-api");
+    let cases: [(&[(&str, &str)], &str); 6] = [
+        (&[url, audience], "RESERVA_AUTH__ISSUER: is required"),
+        (&[url, issuer], "RESERVA_AUTH__AUDIENCE: is required"),
+        (
+            &[
+                ("RESERVA_AUTH__JWKS_URL", "idp.example/jwks"),
+                issuer,
+                audience,
+            ],
+            "RESERVA_AUTH__JWKS_URL: ",
+        ),
+        (
+            &[
+                ("RESERVA_AUTH__JWKS_URL", "http://idp.example/jwks"),
+                issuer,
+                audience,
+            ],
+            "RESERVA_AUTH__JWKS_URL: \"http://idp.example/jwks\": use https",
+        ),
+        // A provider setting without the URL (say, its name mistyped) would leave auth off.
+        (
+            &[("RESERVA_AUTH__JWKS_ULR", url.1), issuer, audience],
+            "RESERVA_AUTH__ISSUER: is only used with RESERVA_AUTH__JWKS_URL",
+        ),
+        (
+            &[
+                url,
+                issuer,
+                audience,
+                ("RESERVA_AUTH__JWKS_COOL_DOWN_MS", "soon"),
+            ],
+            "RESERVA_AUTH__JWKS_COOL_DOWN_MS: cannot parse",
+        ),
+    ];
+
+    for (env, expected) in cases {
+        let output = tests::run_reserva(&["serve"], env).await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{env:?}: {stderr}");
+        assert!(stderr.contains(expected), "{env:?}: {stderr}");
+    }
 }
