@@ -138,10 +138,13 @@ impl From<TokenRole> for Role {
 /// # Errors
 /// The secret is unset or too short, or the subject does not suit the role.
 pub fn token(sub: &str, role: TokenRole, ttl: Duration) -> anyhow::Result<String> {
-    let settings = AuthSettings::from_env()?.context(
-        "RESERVA_AUTH__JWT_SECRET is not set: set it (at least 32 bytes) to the secret the \
-         server verifies tokens with",
-    )?;
+    let settings = AuthSettings::from_env()?
+        .filter(|settings| settings.jwt_secret().is_some())
+        .context(
+            "RESERVA_AUTH__JWT_SECRET is not set: set it (at least 32 bytes) to the secret the \
+         server verifies tokens with (reserva token mints HS256 tokens only; an identity \
+         provider's tokens come from the provider)",
+        )?;
     Ok(auth::mint(&settings, sub, role.into(), ttl)?)
 }
 

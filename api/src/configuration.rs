@@ -109,8 +109,9 @@ pub struct Settings {
     /// Per-client request budgets; `None` turns rate limiting off
     /// (`RESERVA_RATE_LIMIT__ENABLED`, default `true`).
     pub rate_limits: Option<RateLimits>,
-    /// Bearer-token authentication; `None` (no `RESERVA_AUTH__JWT_SECRET`) turns it off and
-    /// every request acts with full rights, as a development server does.
+    /// Bearer-token authentication; `None` (neither `RESERVA_AUTH__JWT_SECRET` nor
+    /// `RESERVA_AUTH__JWKS_URL`) turns it off and every request acts with full rights, as a
+    /// development server does.
     pub auth: Option<AuthSettings>,
     /// `RESERVA_HTTP__SHUTDOWN_TIMEOUT_SECS` (default `30`): on SIGTERM/SIGINT, how long
     /// in-flight requests may take to finish before their connections are closed; background
@@ -286,16 +287,22 @@ impl RateLimits {
 /// Shortest accepted HS256 secret: RFC 7518 §3.2 asks for a key at least as long as the hash.
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
-/// How bearer tokens are verified (and minted by `reserva token`).
+/// How bearer tokens are verified (and minted by `reserva token`): an HS256 secret for tokens
+/// Reserva mints itself, an identity provider's JWKS for RS256/ES256 tokens it issues, or both.
+/// Auth is on when either is set.
 #[derive(Clone)]
 pub struct AuthSettings {
-    jwt_secret: String,
+    jwt_secret: Option<String>,
+    provider: Option<ProviderSettings>,
 }
 
 impl std::fmt::Debug for AuthSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The secret signs every token: never printed.
-        f.debug_struct("AuthSettings").finish_non_exhaustive()
+        // The secret signs every token: never printed. The provider's settings hold no secret.
+        f.debug_struct("AuthSettings")
+            .field("hs256", &self.jwt_secret.is_some())
+            .field("provider", &self.provider)
+            .finish()
     }
 }
 
@@ -316,23 +323,201 @@ impl AuthSettings {
                 ),
             });
         }
-        Ok(Self { jwt_secret })
+        Ok(Self {
+            jwt_secret: Some(jwt_secret),
+            provider: None,
+        })
     }
 
-    /// `RESERVA_AUTH__JWT_SECRET`: `None` when unset or empty (auth off).
-    ///
-    /// # Errors
-    /// [`ConfigError`] when the secret is set but too short.
-    pub fn from_env() -> Result<Option<Self>, ConfigError> {
-        match std::env::var("RESERVA_AUTH__JWT_SECRET") {
-            Ok(secret) if !secret.is_empty() => Self::new(secret).map(Some),
-            _ => Ok(None),
+    /// Auth with an identity provider's tokens only (no HS256 secret: `reserva token` cannot
+    /// mint, and HS256 tokens are refused).
+    pub fn provider_only(provider: ProviderSettings) -> Self {
+        Self {
+            jwt_secret: None,
+            provider: Some(provider),
         }
     }
 
-    /// The HMAC key bytes.
-    pub fn jwt_secret(&self) -> &[u8] {
-        self.jwt_secret.as_bytes()
+    /// These settings, also accepting the identity provider's tokens.
+    #[must_use]
+    pub fn with_provider(self, provider: ProviderSettings) -> Self {
+        Self {
+            provider: Some(provider),
+            ..self
+        }
+    }
+
+    /// `RESERVA_AUTH__JWT_SECRET` and the `RESERVA_AUTH__JWKS_URL` family: `None` when neither
+    /// the secret nor the URL is set (auth off).
+    ///
+    /// # Errors
+    /// [`ConfigError`] when the secret is set but too short, or the provider's settings are
+    /// incomplete or do not parse.
+    pub fn from_env() -> Result<Option<Self>, ConfigError> {
+        let secret = match std::env::var("RESERVA_AUTH__JWT_SECRET") {
+            Ok(secret) if !secret.is_empty() => Some(Self::new(secret)?),
+            _ => None,
+        };
+        let provider = ProviderSettings::from_env()?;
+        Ok(match (secret, provider) {
+            (Some(secret), Some(provider)) => Some(secret.with_provider(provider)),
+            (Some(secret), None) => Some(secret),
+            (None, Some(provider)) => Some(Self::provider_only(provider)),
+            (None, None) => None,
+        })
+    }
+
+    /// The HMAC key bytes, `None` when only an identity provider's tokens are accepted.
+    pub fn jwt_secret(&self) -> Option<&[u8]> {
+        self.jwt_secret.as_deref().map(str::as_bytes)
+    }
+
+    /// The identity provider whose tokens are accepted, if any.
+    pub fn provider(&self) -> Option<&ProviderSettings> {
+        self.provider.as_ref()
+    }
+}
+
+/// An identity provider whose RS256/ES256 tokens are accepted: where its public keys are
+/// published (a JWKS), whom its tokens must come from and be meant for, and which claims name
+/// the caller and its role.
+#[derive(Debug, Clone)]
+pub struct ProviderSettings {
+    /// `RESERVA_AUTH__JWKS_URL`: the provider's JSON Web Key Set, `https://` (plain `http://`
+    /// only to a loopback address: keys fetched in the clear could be swapped on the way).
+    pub jwks_url: String,
+    /// `RESERVA_AUTH__ISSUER`: the `iss` every token must carry (required: without it any
+    /// tenant of a shared provider could sign tokens that pass).
+    pub issuer: String,
+    /// `RESERVA_AUTH__AUDIENCE`: a value the token's `aud` must hold (required: without it a
+    /// token the provider issued for another application would pass).
+    pub audience: String,
+    /// `RESERVA_AUTH__SUBJECT_CLAIM` (default `sub`): the claim holding the caller (a
+    /// customer's id for customers). A dotted path (`user.id`) reaches into objects.
+    pub subject_claim: String,
+    /// `RESERVA_AUTH__ROLE_CLAIM` (default `role`): the claim holding `customer` or `admin`,
+    /// as a string or an array of strings. A dotted path (`realm_access.roles`) reaches into
+    /// objects.
+    pub role_claim: String,
+    /// `RESERVA_AUTH__JWKS_COOL_DOWN_MS` (default `10000`): the least time between two
+    /// fetches of the key set, so a flood of tokens naming unknown keys cannot hammer the
+    /// provider.
+    pub cool_down: Duration,
+}
+
+impl ProviderSettings {
+    /// A provider at `jwks_url` whose tokens come from `issuer` for `audience`, with the
+    /// default claim names and cool-down.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when the URL does not parse, is not `https://` (or `http://` to a
+    /// loopback address), or the issuer or audience is empty.
+    pub fn new(
+        jwks_url: impl Into<String>,
+        issuer: impl Into<String>,
+        audience: impl Into<String>,
+    ) -> Result<Self, ConfigError> {
+        let settings = Self {
+            jwks_url: jwks_url.into(),
+            issuer: issuer.into(),
+            audience: audience.into(),
+            subject_claim: "sub".to_owned(),
+            role_claim: "role".to_owned(),
+            cool_down: Duration::from_secs(10),
+        };
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_jwks_url(&self.jwks_url)?;
+        let required = [
+            ("RESERVA_AUTH__ISSUER", &self.issuer),
+            ("RESERVA_AUTH__AUDIENCE", &self.audience),
+            ("RESERVA_AUTH__SUBJECT_CLAIM", &self.subject_claim),
+            ("RESERVA_AUTH__ROLE_CLAIM", &self.role_claim),
+        ];
+        for (variable, value) in required {
+            if value.trim().is_empty() {
+                return Err(ConfigError {
+                    variable,
+                    message: "must not be empty with RESERVA_AUTH__JWKS_URL set".to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The provider of `RESERVA_AUTH__JWKS_URL`: `None` when it is unset or empty.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when the issuer or audience is missing, a value does not parse, or a
+    /// provider setting is set without the URL (a mistyped URL variable would otherwise leave
+    /// auth off, or on with HS256 only, while the operator believes the provider is used).
+    fn from_env() -> Result<Option<Self>, ConfigError> {
+        const DEPENDENT: [&str; 5] = [
+            "RESERVA_AUTH__ISSUER",
+            "RESERVA_AUTH__AUDIENCE",
+            "RESERVA_AUTH__SUBJECT_CLAIM",
+            "RESERVA_AUTH__ROLE_CLAIM",
+            "RESERVA_AUTH__JWKS_COOL_DOWN_MS",
+        ];
+        let set = |variable: &str| std::env::var(variable).is_ok_and(|value| !value.is_empty());
+        let jwks_url = match std::env::var("RESERVA_AUTH__JWKS_URL") {
+            Ok(url) if !url.is_empty() => url,
+            _ => {
+                return match DEPENDENT.into_iter().find(|variable| set(variable)) {
+                    Some(variable) => Err(ConfigError {
+                        variable,
+                        message: "is only used with RESERVA_AUTH__JWKS_URL, which is unset"
+                            .to_owned(),
+                    }),
+                    None => Ok(None),
+                };
+            }
+        };
+        for variable in ["RESERVA_AUTH__ISSUER", "RESERVA_AUTH__AUDIENCE"] {
+            if !set(variable) {
+                return Err(ConfigError {
+                    variable,
+                    message: "is required with RESERVA_AUTH__JWKS_URL".to_owned(),
+                });
+            }
+        }
+        let settings = Self {
+            jwks_url,
+            issuer: var("RESERVA_AUTH__ISSUER", String::new())?,
+            audience: var("RESERVA_AUTH__AUDIENCE", String::new())?,
+            subject_claim: var("RESERVA_AUTH__SUBJECT_CLAIM", "sub".to_owned())?,
+            role_claim: var("RESERVA_AUTH__ROLE_CLAIM", "role".to_owned())?,
+            cool_down: Duration::from_millis(var("RESERVA_AUTH__JWKS_COOL_DOWN_MS", 10_000)?),
+        };
+        settings.validate()?;
+        Ok(Some(settings))
+    }
+}
+
+/// A JWKS URL must parse, and be `https://` unless it points at this machine.
+fn check_jwks_url(raw: &str) -> Result<(), ConfigError> {
+    let error = |message: String| ConfigError {
+        variable: "RESERVA_AUTH__JWKS_URL",
+        message,
+    };
+    let url = reqwest::Url::parse(raw).map_err(|e| error(format!("{raw:?}: {e}")))?;
+    let host = url.host_str().unwrap_or_default();
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => Err(error(format!(
+            "{raw:?}: use https (plain http only to a loopback address)"
+        ))),
+        other => Err(error(format!("{raw:?}: scheme {other} (expected https)"))),
     }
 }
 
@@ -582,3 +767,51 @@ fn pool_options(
 
 /// How long a pooled connection may sit idle before it is pinged on its way out.
 pub const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_jwks_url_is_https_or_plain_http_to_this_machine_only() {
+        let provider = |url: &str| ProviderSettings::new(url, "https://idp.example", "reserva");
+        assert!(provider("https://idp.example/.well-known/jwks.json").is_ok());
+        assert!(provider("http://127.0.0.1:8081/jwks").is_ok());
+        assert!(provider("http://localhost/jwks").is_ok());
+        assert!(provider("http://[::1]:9000/jwks").is_ok());
+        for refused in [
+            "http://idp.example/jwks",
+            "ftp://idp.example/jwks",
+            "idp.example/jwks",
+            "",
+        ] {
+            let error = provider(refused).expect_err(refused).to_string();
+            assert!(error.starts_with("RESERVA_AUTH__JWKS_URL: "), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_provider_needs_an_issuer_and_an_audience() {
+        let url = "https://idp.example/jwks";
+        let no_issuer = ProviderSettings::new(url, "", "reserva").unwrap_err();
+        let no_audience = ProviderSettings::new(url, "https://idp.example", " ").unwrap_err();
+        assert!(no_issuer.to_string().starts_with("RESERVA_AUTH__ISSUER: "));
+        assert!(
+            no_audience
+                .to_string()
+                .starts_with("RESERVA_AUTH__AUDIENCE: ")
+        );
+    }
+
+    #[test]
+    fn the_secret_is_never_printed() {
+        let secret = "0123456789abcdef0123456789abcdef-secret";
+        let provider =
+            ProviderSettings::new("https://idp.example/jwks", "https://idp.example", "reserva")
+                .unwrap();
+        let settings = AuthSettings::new(secret).unwrap().with_provider(provider);
+        let printed = format!("{settings:?}");
+        assert!(!printed.contains(secret), "{printed}");
+        assert!(printed.contains("idp.example"), "{printed}");
+    }
+}

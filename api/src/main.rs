@@ -165,7 +165,7 @@ async fn serve(settings: &Settings, db: &database::Database) -> anyhow::Result<(
         .context("running migrations")?;
     if settings.auth.is_none() {
         tracing::warn!(
-            "auth is off (RESERVA_AUTH__JWT_SECRET is unset): every request has full rights"
+            "auth is off (neither RESERVA_AUTH__JWT_SECRET nor RESERVA_AUTH__JWKS_URL is set): every request has full rights"
         );
     }
     let app = Application::build(settings, db.pool.clone()).context("binding the HTTP port")?;

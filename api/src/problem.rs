@@ -76,7 +76,9 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, code, detail)
     }
 
-    /// 401: no usable bearer token (`token_missing`, `token_invalid`, `token_expired`). Carries
+    /// 401: no usable bearer token (`token_missing`, `token_invalid`, `token_expired`, and for
+    /// an identity provider's tokens `token_wrong_issuer`, `token_wrong_audience`,
+    /// `token_key_unknown`). Carries
     /// the RFC 6750 challenge, with `error="invalid_token"` when a token was sent.
     pub fn unauthorized(code: &'static str, detail: impl Into<String>) -> Self {
         let detail = detail.into();

@@ -195,7 +195,8 @@ fn http_server(
         limits: settings.rate_limits,
         serves_api: settings.role.serves_api(),
     };
-    let authenticator = web::Data::new(Authenticator::new(settings.auth.as_ref()));
+    let authenticator =
+        web::Data::new(Authenticator::new(settings.auth.as_ref()).map_err(std::io::Error::other)?);
     let edge_settings = web::Data::new(settings.edge.clone());
     let server = HttpServer::new(move || {
         // The last `.wrap` runs first. Auth, budgets and idempotency keys wrap the guarded

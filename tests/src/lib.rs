@@ -6,6 +6,7 @@
 //! process exits. `TEST_LOG=1` prints the service's logs.
 //!
 //! [`fake_stripe`]: a stateful Stripe stand-in for the real async-stripe client.
+//! [`fake_identity_provider`]: a JWKS endpoint and the keys to sign its tokens with.
 //!
 //! # Layout
 //!
@@ -21,10 +22,13 @@
 //! - `waiting`: [`eventually`], [`feed_end`], [`wait_until_caught_up`] and
 //!   [`TestApp::catch_up`].
 //! - `fake_stripe`: [`FakeStripe`] (see above).
-//! - `process`: [`ServeProcess`], the real `reserva serve` as a child process.
+//! - `fake_identity_provider`: [`FakeIdentityProvider`] and [`TestKey`] (see above).
+//! - `process`: [`ServeProcess`], the real `reserva serve` as a child process, and
+//!   [`run_reserva`] for one command run to its end.
 
 mod app;
 mod database;
+pub mod fake_identity_provider;
 pub mod fake_stripe;
 mod process;
 mod requests;
@@ -36,8 +40,9 @@ pub use app::{
     spawn_app_with, spawn_app_with_auth, spawn_app_without_sagas,
 };
 pub use database::{TestDatabase, counting_server, fresh_database, fresh_database_on, server};
+pub use fake_identity_provider::{FakeIdentityProvider, TestKey};
 pub use fake_stripe::FakeStripe;
-pub use process::ServeProcess;
+pub use process::{ServeProcess, run_reserva};
 pub use requests::register_product_command;
 pub use store::StoredEvent;
 pub use waiting::{eventually, feed_end, stored_checkpoint, wait_until_caught_up};

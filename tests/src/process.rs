@@ -60,6 +60,24 @@ impl ServeProcess {
     }
 }
 
+/// Runs `reserva <args>` to its end in an environment of `env` only (nothing inherited, and
+/// a `DATABASE_URL` nothing answers, so a command that gets past its configuration fails fast
+/// rather than starting a cluster), for tests of what the binary refuses. Panics after 30 s.
+pub async fn run_reserva(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = Command::new(reserva_binary());
+    command
+        .args(args)
+        .env_clear()
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/nothing")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    tokio::time::timeout(std::time::Duration::from_secs(30), command.output())
+        .await
+        .expect("reserva to exit within 30 s")
+        .expect("run reserva")
+}
+
 /// The `reserva` binary cargo built beside this test binary (`target/<profile>/reserva`;
 /// `cargo test --workspace` builds it).
 fn reserva_binary() -> PathBuf {

@@ -34,9 +34,21 @@ fn bearer(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
     }
 }
 
+/// The answer to a token that did not verify: 401 with a code per reason, except when the
+/// identity provider's keys cannot be fetched, which is no fault of the token (503, retry).
 fn rejection(error: &AuthError) -> ApiError {
     match error {
         AuthError::Expired => ApiError::unauthorized("token_expired", error.to_string()),
+        AuthError::WrongIssuer => ApiError::unauthorized("token_wrong_issuer", error.to_string()),
+        AuthError::WrongAudience => {
+            ApiError::unauthorized("token_wrong_audience", error.to_string())
+        }
+        AuthError::KeyUnknown(_) => ApiError::unauthorized("token_key_unknown", error.to_string()),
+        AuthError::ProviderUnavailable { retry_after } => {
+            ApiError::not_yet("auth_provider_unavailable", error.to_string()).with_retry_after(
+                (retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0)).max(1),
+            )
+        }
         _ => ApiError::unauthorized("token_invalid", error.to_string()),
     }
 }
@@ -51,7 +63,7 @@ pub async fn authenticate<B: MessageBody + 'static>(
     req: ServiceRequest,
     next: Next<B>,
 ) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
-    match verified_caller(req.request()) {
+    match verified_caller(req.request()).await {
         Ok(Some(caller)) => {
             req.extensions_mut().insert(caller);
         }
@@ -89,12 +101,14 @@ pub async fn require_admin<B: MessageBody + 'static>(
         .map(ServiceResponse::map_into_left_body)
 }
 
-/// The caller of `req` by its bearer token: `Ok(None)` with auth off.
+/// The caller of `req` by its bearer token: `Ok(None)` with auth off. Waits only when an
+/// identity provider's token names a key not yet held (one fetch of its key set, shared).
 ///
 /// # Errors
-/// 401 problems for a missing, expired or invalid token (500 without an authenticator: a
-/// wiring bug, refused rather than served unchecked).
-pub fn verified_caller(req: &HttpRequest) -> Result<Option<Caller>, ApiError> {
+/// 401 problems for a missing, expired or invalid token, 503 `auth_provider_unavailable`
+/// when the provider's keys cannot be fetched (500 without an authenticator: a wiring bug,
+/// refused rather than served unchecked).
+pub async fn verified_caller(req: &HttpRequest) -> Result<Option<Caller>, ApiError> {
     let Some(auth) = req.app_data::<web::Data<Authenticator>>() else {
         return Err(ApiError::internal(AuthError::Invalid(
             "no authenticator".to_owned(),
@@ -104,7 +118,11 @@ pub fn verified_caller(req: &HttpRequest) -> Result<Option<Caller>, ApiError> {
         return Ok(None);
     }
     match bearer(req)? {
-        Some(token) => auth.verify(token).map(Some).map_err(|e| rejection(&e)),
+        Some(token) => auth
+            .verify(token)
+            .await
+            .map(Some)
+            .map_err(|e| rejection(&e)),
         None => Err(ApiError::unauthorized(
             "token_missing",
             "this endpoint needs Authorization: Bearer <token>",

@@ -4,18 +4,29 @@
 //! in the request's extensions; the rate limiter, idempotency keys and handlers read it from
 //! there, so a token is verified once per request.
 //!
-//! Tokens are HS256 JWTs (`sub`, `role`, `iat`, `exp`) signed with `RESERVA_AUTH__JWT_SECRET`;
-//! [`mint`] makes them (`reserva token`). The route table decides who needs what: its guarded
+//! Two kinds of token are accepted, told apart by the header's `alg`:
+//! - HS256 JWTs (`sub`, `role`, `iat`, `exp`) signed with `RESERVA_AUTH__JWT_SECRET`, for local
+//!   use; [`mint`] makes them (`reserva token`);
+//! - RS256/ES256 JWTs from an identity provider (`RESERVA_AUTH__JWKS_URL`), checked against
+//!   its published keys, issuer and audience, the caller and role read from configurable
+//!   claims ([`provider`], keys in [`jwks`]).
+//!
+//! Any other algorithm, and either kind when its setting is absent, is refused. The route table decides who needs what: its guarded
 //! scopes ([`crate::routes::GUARDED`]) are wrapped by [`guard::authenticate`], `/admin` and the
 //! stock-item writes also by [`guard::require_admin`]; the platform endpoints sit outside them.
 //! Ownership of orders, bookings and payments is checked by the handlers through [`Access`].
 //! With auth off, every request has full rights.
 //!
 //! # Layout
-//! - this module: roles, claims, minting and verifying tokens;
+//! - this module: roles, claims, minting and verifying local tokens, and the
+//!   [`Authenticator`] that sends each token to its verifier;
+//! - [`provider`]: verifying an identity provider's tokens;
+//! - [`jwks`]: the provider's keys, fetched, cached and refreshed;
 //! - [`guard`]: the middleware of the guarded scopes, and [`Access`] for handlers.
 
 pub mod guard;
+pub mod jwks;
+mod provider;
 
 pub use guard::Access;
 
@@ -106,7 +117,33 @@ pub enum AuthError {
     /// The JWT library failed to sign.
     #[error("signing failed: {0}")]
     Signing(String),
+    /// Minting needs the HS256 secret, and only an identity provider is configured.
+    #[error("no HS256 secret is configured (RESERVA_AUTH__JWT_SECRET)")]
+    NoSecret,
+    /// The token's `iss` is missing or not the configured issuer.
+    #[error("the token was not issued by the configured identity provider (iss)")]
+    WrongIssuer,
+    /// The token's `aud` is missing or does not hold the configured audience.
+    #[error("the token is meant for another audience (aud)")]
+    WrongAudience,
+    /// The identity provider's key set has no key with the token's `kid`.
+    #[error("the identity provider has no key {0:?}")]
+    KeyUnknown(String),
+    /// The identity provider's keys cannot be fetched and the token's key is not held.
+    #[error("the identity provider's keys cannot be fetched; retry shortly")]
+    ProviderUnavailable {
+        /// How long until the keys may be fetched again.
+        retry_after: Duration,
+    },
 }
+
+/// The HTTP client of the identity provider's keys could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the identity provider's HTTP client: {0}")]
+pub struct ClientError(#[from] reqwest::Error);
+
+/// Clock skew tolerated on `exp` and `nbf`, in seconds.
+const LEEWAY_SECS: u64 = 5;
 
 /// Longest lifetime [`mint`] accepts.
 const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
@@ -115,14 +152,15 @@ const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// configured secret (what `reserva token` prints; tests use it too).
 ///
 /// # Errors
-/// [`AuthError`] for an empty subject, a customer subject that is not a UUID, or a lifetime
-/// outside 1 s – 100 years.
+/// [`AuthError`] for an empty subject, a customer subject that is not a UUID, a lifetime
+/// outside 1 s – 100 years, or settings without an HS256 secret.
 pub fn mint(
     settings: &AuthSettings,
     subject: &str,
     role: Role,
     ttl: Duration,
 ) -> Result<String, AuthError> {
+    let secret = settings.jwt_secret().ok_or(AuthError::NoSecret)?;
     check_subject(subject, role)?;
     if ttl.as_secs() == 0 || ttl > MAX_TTL {
         return Err(AuthError::Lifetime);
@@ -139,7 +177,7 @@ pub fn mint(
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         &claims,
-        &EncodingKey::from_secret(settings.jwt_secret()),
+        &EncodingKey::from_secret(secret),
     )
     .map_err(|e| AuthError::Signing(e.to_string()))
 }
@@ -159,47 +197,87 @@ fn check_subject(subject: &str, role: Role) -> Result<(), AuthError> {
 /// `web::Data<Authenticator>`.
 #[derive(Clone)]
 pub struct Authenticator {
-    keys: Option<Keys>,
+    /// HS256 tokens, with `RESERVA_AUTH__JWT_SECRET`.
+    local: Option<Local>,
+    /// RS256/ES256 tokens, with the identity provider's keys.
+    provider: Option<provider::Provider>,
 }
 
+/// Verifies the HS256 tokens [`mint`] makes.
 #[derive(Clone)]
-struct Keys {
+struct Local {
     decoding: DecodingKey,
     validation: Validation,
 }
 
 impl Authenticator {
-    /// On with `Some` settings, off (full rights for everyone) with `None`.
-    pub fn new(settings: Option<&AuthSettings>) -> Self {
-        let keys = settings.map(|s| {
-            // HS256 only: pinning the algorithm rejects `none`, HS512 and RS256 tokens alike
-            // (no algorithm confusion with the secret used as a public key).
+    /// On with `Some` settings, off (full rights for everyone) with `None`. With an identity
+    /// provider, its keys are first fetched in the background: a provider that cannot be
+    /// reached does not stop the start.
+    ///
+    /// # Errors
+    /// [`ClientError`] when the provider's HTTP client cannot be built.
+    pub fn new(settings: Option<&AuthSettings>) -> Result<Self, ClientError> {
+        let local = settings.and_then(AuthSettings::jwt_secret).map(|secret| {
+            // HS256 only: pinning the algorithm rejects `none` and HS512 alike.
             let mut validation = Validation::new(Algorithm::HS256);
             validation.set_required_spec_claims(&["exp", "sub"]);
             validation.validate_exp = true;
-            validation.leeway = 5;
-            Keys {
-                decoding: DecodingKey::from_secret(s.jwt_secret()),
+            validation.leeway = LEEWAY_SECS;
+            Local {
+                decoding: DecodingKey::from_secret(secret),
                 validation,
             }
         });
-        Self { keys }
+        let provider = settings
+            .and_then(AuthSettings::provider)
+            .map(provider::Provider::new)
+            .transpose()?;
+        Ok(Self { local, provider })
     }
 
     /// Whether tokens are required.
     pub fn is_on(&self) -> bool {
-        self.keys.is_some()
+        self.local.is_some() || self.provider.is_some()
     }
 
-    /// Verifies `token` (signature, algorithm, expiry, subject, role).
+    /// Verifies `token` (signature, algorithm, expiry, subject, role; for an identity
+    /// provider's token also its key, issuer and audience).
+    ///
+    /// The header's `alg` decides the verifier, and each verifier pins its algorithms: an
+    /// HS256 token is checked with the local secret only, never with a provider's public key
+    /// as the HMAC secret (algorithm confusion), and RS256/ES256 tokens only with the
+    /// provider's keys.
     ///
     /// # Errors
-    /// [`AuthError::Expired`] or [`AuthError::Invalid`]; with auth off every token is invalid.
-    pub fn verify(&self, token: &str) -> Result<Caller, AuthError> {
-        let Some(keys) = &self.keys else {
+    /// [`AuthError`] saying why; with auth off every token is invalid.
+    pub async fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+        if !self.is_on() {
             return Err(AuthError::Invalid("auth is off".to_owned()));
-        };
-        let data = jsonwebtoken::decode::<Claims>(token, &keys.decoding, &keys.validation)
+        }
+        // `alg: none` and unknown algorithms fail here (no such `Algorithm`).
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| AuthError::Invalid("malformed token".to_owned()))?;
+        match (header.alg, &self.local, &self.provider) {
+            (Algorithm::HS256, Some(local), _) => local.verify(token),
+            (Algorithm::RS256 | Algorithm::ES256, _, Some(provider)) => {
+                provider.verify(token, header.kid.as_deref()).await
+            }
+            (alg, local, provider) => Err(AuthError::Invalid(format!(
+                "{alg:?} tokens are not accepted (only {})",
+                match (local.is_some(), provider.is_some()) {
+                    (true, true) => "HS256, RS256 and ES256",
+                    (true, false) => "HS256",
+                    _ => "RS256 and ES256, from the identity provider",
+                }
+            ))),
+        }
+    }
+}
+
+impl Local {
+    fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => AuthError::Expired,
                 ErrorKind::InvalidSignature => AuthError::Invalid("bad signature".to_owned()),
@@ -256,13 +334,13 @@ mod tests {
         AuthSettings::new("0123456789abcdef0123456789abcdef").unwrap()
     }
 
-    #[test]
-    fn a_minted_token_verifies_to_its_caller() {
-        let auth = Authenticator::new(Some(&settings()));
+    #[tokio::test]
+    async fn a_minted_token_verifies_to_its_caller() {
+        let auth = Authenticator::new(Some(&settings())).unwrap();
         let id = Uuid::new_v4().to_string();
         let token = mint(&settings(), &id, Role::Customer, Duration::from_secs(60)).unwrap();
         assert_eq!(
-            auth.verify(&token).unwrap(),
+            auth.verify(&token).await.unwrap(),
             Caller {
                 subject: id,
                 role: Role::Customer
@@ -278,11 +356,14 @@ mod tests {
         assert!(mint(&settings(), "", Role::Admin, ttl).is_err());
     }
 
-    #[test]
-    fn another_secret_is_a_bad_signature() {
+    #[tokio::test]
+    async fn another_secret_is_a_bad_signature() {
         let other = AuthSettings::new("another-secret-another-secret-xx").unwrap();
         let token = mint(&other, "ops", Role::Admin, Duration::from_secs(60)).unwrap();
-        let error = Authenticator::new(Some(&settings())).verify(&token);
+        let error = Authenticator::new(Some(&settings()))
+            .unwrap()
+            .verify(&token)
+            .await;
         assert!(matches!(error, Err(AuthError::Invalid(_))), "{error:?}");
     }
 

@@ -36,7 +36,7 @@ pub(crate) fn resource(path: &str) -> actix_web::Resource {
 /// 404 problem for any unknown path; with auth on, 401 first for a caller without a valid
 /// token, so the route table is not shown to strangers.
 pub async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
-    crate::auth::guard::verified_caller(&req)?;
+    crate::auth::guard::verified_caller(&req).await?;
     Err(ApiError::not_found("route_not_found", "no such endpoint"))
 }
 

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 mod ownership;
 mod payment_history;
+mod provider;
 mod roles;
 mod tokens;
 
