@@ -15,6 +15,8 @@
 //!   letters); [`rebuilds`]: rebuilds started over HTTP; [`verifier`]: the periodic verify;
 //!   [`seed`]: demo data.
 //! - [`integration`]: integration events published to NATS JetStream.
+//! - [`outbound`]: outbound webhooks (signed deliveries of integration events to registered
+//!   endpoints, retried, parked when dead).
 //! - [`audit`]: the `audit` and `replay` subcommands; [`checkpointer`]: the periodic signing of
 //!   audit checkpoints.
 //!
@@ -35,6 +37,7 @@ pub mod integration;
 pub mod metrics;
 pub mod openapi;
 pub mod operate;
+pub mod outbound;
 pub mod postgres;
 pub mod problem;
 pub mod rate_limit;

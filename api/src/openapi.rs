@@ -23,8 +23,10 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::problem::{FieldError, Problem};
 use crate::routes::{
     CancelBody, CommandAccepted, admin, audit, bookings, health, orders, payments, stock_items,
-    webhooks,
+    webhook_endpoints, webhooks,
 };
+use crate::outbound::endpoints::DeliveryStatus;
+use crate::views::outbound::{RegisteredEndpoint, WebhookAttemptView, WebhookDeliveryView};
 use crate::verifier::LastVerify;
 use crate::views::audit::{
     AuditEventView, AuditStreamView, HistoryView, StateView, StatusChangeView, TraceNodeView,
@@ -76,6 +78,8 @@ static DOCUMENT: LazyLock<Document> = LazyLock::new(ApiDoc::openapi);
         admin::retry_dead_letter,
         admin::skip_dead_letter,
         admin::get_saga,
+        webhook_endpoints::register_endpoint,
+        webhook_endpoints::list_deliveries,
         audit::aggregate_events,
         audit::trace,
         admin::metrics,
@@ -116,6 +120,13 @@ static DOCUMENT: LazyLock<Document> = LazyLock::new(ApiDoc::openapi);
         SagaView,
         SagaStep,
         webhooks::WebhookReceipt,
+        webhook_endpoints::RegisterEndpoint,
+        webhook_endpoints::WebhookEventType,
+        RegisteredEndpoint,
+        WebhookDeliveryView,
+        WebhookAttemptView,
+        DeliveryStatus,
+        Page<WebhookDeliveryView>,
         health::HealthStatus,
         AuditEventView,
         AuditStreamView,
@@ -132,7 +143,7 @@ static DOCUMENT: LazyLock<Document> = LazyLock::new(ApiDoc::openapi);
         (name = "orders", description = "Orders and their saga"),
         (name = "bookings", description = "Guests on a time slot"),
         (name = "payments", description = "Payments and the Stripe webhook"),
-        (name = "admin", description = "Operations: projections, dead letters, sagas"),
+        (name = "admin", description = "Operations: projections, dead letters, sagas, webhook endpoints"),
         (name = "audit", description = "What happened, when, and what one request caused"),
         (name = "platform", description = "Health probes and metrics"),
     )
