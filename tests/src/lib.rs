@@ -6,6 +6,7 @@
 //! process exits. `TEST_LOG=1` prints the service's logs.
 //!
 //! [`fake_stripe`]: a stateful Stripe stand-in for the real async-stripe client.
+//! [`fake_receiver`]: a scripted webhook receiver for the outbound webhooks' real client.
 //!
 //! # Layout
 //!
@@ -21,10 +22,12 @@
 //! - `waiting`: [`eventually`], [`feed_end`], [`wait_until_caught_up`] and
 //!   [`TestApp::catch_up`].
 //! - `fake_stripe`: [`FakeStripe`] (see above).
+//! - `fake_receiver`: [`FakeReceiver`] (see above).
 //! - `process`: [`ServeProcess`], the real `reserva serve` as a child process.
 
 mod app;
 mod database;
+pub mod fake_receiver;
 pub mod fake_stripe;
 mod process;
 mod requests;
@@ -36,6 +39,7 @@ pub use app::{
     spawn_app_with, spawn_app_with_auth, spawn_app_without_sagas,
 };
 pub use database::{TestDatabase, counting_server, fresh_database, fresh_database_on, server};
+pub use fake_receiver::FakeReceiver;
 pub use fake_stripe::FakeStripe;
 pub use process::ServeProcess;
 pub use requests::register_product_command;

@@ -6,7 +6,7 @@ use tests::{TestApp, eventually, spawn_app};
 use uuid::Uuid;
 
 /// Every route `api::routes::configure` registers, as (method, path template).
-const ROUTES: [(&str, &str); 28] = [
+const ROUTES: [(&str, &str); 30] = [
     ("post", "/api/v1/stock-items"),
     ("get", "/api/v1/stock-items"),
     ("get", "/api/v1/stock-items/{sku}"),
@@ -29,6 +29,8 @@ const ROUTES: [(&str, &str); 28] = [
     ("post", "/admin/dead-letters/{id}/retry"),
     ("post", "/admin/dead-letters/{id}/skip"),
     ("get", "/admin/sagas/{id}"),
+    ("post", "/admin/webhook-endpoints"),
+    ("get", "/admin/webhook-endpoints/{id}/deliveries"),
     ("get", "/admin/audit/traces/{id}"),
     ("get", "/admin/audit/{type}/{id}"),
     ("get", "/metrics"),
@@ -37,7 +39,7 @@ const ROUTES: [(&str, &str); 28] = [
     ("get", "/health/ready"),
 ];
 
-async fn document(app: &TestApp) -> Value {
+pub(crate) async fn document(app: &TestApp) -> Value {
     let response = app.get("/openapi.json").await;
     assert_eq!(response.status(), 200);
     response.json().await.expect("the document is JSON")
@@ -73,7 +75,12 @@ fn type_matches(kind: &str, value: &Value) -> bool {
 
 /// Checks `value` against `schema`: types, every required property present, no property the
 /// schema does not describe, recursively. The error names the JSON path.
-fn conforms(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), String> {
+pub(crate) fn conforms(
+    doc: &Value,
+    schema: &Value,
+    value: &Value,
+    at: &str,
+) -> Result<(), String> {
     let schema = resolve(doc, schema);
     if let Some(all) = schema["allOf"].as_array() {
         // A flattened struct: the union of the parts' properties.
@@ -148,7 +155,7 @@ fn conforms_loose(doc: &Value, schema: &Value, value: &Value, at: &str) -> Resul
 }
 
 /// The schema documented for `status` of `method path` in `content_type`.
-fn response_schema<'a>(
+pub(crate) fn response_schema<'a>(
     doc: &'a Value,
     method: &str,
     path: &str,
