@@ -3,7 +3,9 @@
 //! It records every request as it arrives (headers that matter, raw body, and the answer once
 //! given), and answers as scripted: [`FakeReceiver::then_answer`] queues answers for the next
 //! requests, [`FakeReceiver::always`] sets the answer after them (`200` unless told). A
-//! [`Answer::Hang`] never answers: the request stays open until the client gives up.
+//! [`Answer::Hang`] never answers: the request stays open until the client gives up. An
+//! [`Answer::Held`] answers its status once the test calls [`FakeReceiver::release`], so a
+//! test can have more work queued behind a request before it fails.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -18,6 +20,8 @@ pub enum Answer {
     Status(u16),
     /// Never answers.
     Hang,
+    /// Answers with this status once [`FakeReceiver::release`] was called.
+    Held(u16),
 }
 
 /// One request the receiver got.
@@ -55,11 +59,16 @@ struct State {
     otherwise: Option<Answer>,
 }
 
+struct Shared {
+    state: Mutex<State>,
+    released: tokio::sync::watch::Sender<bool>,
+}
+
 /// The receiver. Dropping it stops the server.
 pub struct FakeReceiver {
     /// `http://127.0.0.1:<port>/hooks`.
     pub url: String,
-    state: Arc<Mutex<State>>,
+    shared: Arc<Shared>,
     server: ServerHandle,
 }
 
@@ -69,8 +78,11 @@ impl FakeReceiver {
     /// # Panics
     /// When no port can be bound.
     pub async fn start() -> Self {
-        let state = Arc::new(Mutex::new(State::default()));
-        let data = web::Data::from(Arc::clone(&state));
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            released: tokio::sync::watch::Sender::new(false),
+        });
+        let data = web::Data::from(Arc::clone(&shared));
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
@@ -85,24 +97,29 @@ impl FakeReceiver {
         tokio::spawn(server);
         Self {
             url,
-            state,
+            shared,
             server: handle,
         }
     }
 
     /// Answers the next requests with `answers`, in order.
     pub fn then_answer(&self, answers: impl IntoIterator<Item = Answer>) {
-        lock(&self.state).script.extend(answers);
+        lock(&self.shared.state).script.extend(answers);
     }
 
     /// Answers every request after the scripted ones with `answer`.
     pub fn always(&self, answer: Answer) {
-        lock(&self.state).otherwise = Some(answer);
+        lock(&self.shared.state).otherwise = Some(answer);
+    }
+
+    /// Lets every [`Answer::Held`] request (now or later) answer.
+    pub fn release(&self) {
+        self.shared.released.send_replace(true);
     }
 
     /// Every request so far, in arrival order.
     pub fn received(&self) -> Vec<Received> {
-        lock(&self.state).received.clone()
+        lock(&self.shared.state).received.clone()
     }
 }
 
@@ -117,7 +134,7 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-async fn receive(request: HttpRequest, body: web::Bytes, state: web::Data<Mutex<State>>) -> HttpResponse {
+async fn receive(request: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
     let header = |name: &str| {
         request
             .headers()
@@ -127,7 +144,7 @@ async fn receive(request: HttpRequest, body: web::Bytes, state: web::Data<Mutex<
             .to_owned()
     };
     let (index, answer) = {
-        let mut state = lock(&state);
+        let mut state = lock(&shared.state);
         let index = state.received.len();
         state.received.push(Received {
             index,
@@ -149,8 +166,17 @@ async fn receive(request: HttpRequest, body: web::Bytes, state: web::Data<Mutex<
         }
         (index, answer)
     };
+    let answer = match answer {
+        Answer::Held(status) => {
+            let mut released = shared.released.subscribe();
+            let _ = released.wait_for(|released| *released).await;
+            lock(&shared.state).received[index].answered = Some(status);
+            Answer::Status(status)
+        }
+        other => other,
+    };
     match answer {
-        Answer::Status(status) => HttpResponse::build(
+        Answer::Status(status) | Answer::Held(status) => HttpResponse::build(
             actix_web::http::StatusCode::from_u16(status).unwrap_or_default(),
         )
         .body(format!("request {index}")),

@@ -139,6 +139,14 @@ async fn deliveries(app: &TestApp, endpoint: &str) -> Vec<Value> {
     body["items"].as_array().unwrap().clone()
 }
 
+/// Waits until `count` deliveries are queued for `endpoint`.
+async fn all_queued(app: &TestApp, endpoint: &str, count: usize) {
+    eventually(&format!("{count} deliveries queued"), || async {
+        (deliveries(app, endpoint).await.len() == count).then_some(())
+    })
+    .await;
+}
+
 fn delivery<'a>(deliveries: &'a [Value], event_id: &str) -> &'a Value {
     deliveries
         .iter()
@@ -203,7 +211,9 @@ async fn a_receiver_that_fails_three_times_then_succeeds_gets_each_event_exactly
     // Arrange
     let app = spawn_with_webhooks(fast(8, Duration::from_secs(10))).await;
     let receiver = FakeReceiver::start().await;
-    receiver.then_answer([Answer::Status(500); 3]);
+    // The first refusal waits until every event is queued, so the retries have later
+    // deliveries of the same endpoint due behind them.
+    receiver.then_answer([Answer::Held(500), Answer::Status(500), Answer::Status(500)]);
     let wanted = ["order.created.v1", "payment.succeeded.v1", "order.confirmed.v1"];
     let endpoint = register(&app, &receiver.url, &wanted).await;
     assert!(endpoint.secret.starts_with("whsec_") && endpoint.secret.len() >= 70);
@@ -221,6 +231,8 @@ async fn a_receiver_that_fails_three_times_then_succeeds_gets_each_event_exactly
     // Act
     let order = place_order(&app, "HOOK-MUG").await;
     order_completed(&app, &order).await;
+    all_queued(&app, &endpoint.id, wanted.len()).await;
+    receiver.release();
     let expected = all_accepted(&app, &receiver, &wanted, endpoint.created_at).await;
 
     // Assert: each event accepted exactly once, the first after three refusals.
@@ -327,7 +339,7 @@ async fn a_delivery_is_parked_as_dead_after_its_last_attempt_and_the_next_one_go
     // Arrange
     let app = spawn_with_webhooks(fast(3, Duration::from_secs(10))).await;
     let receiver = FakeReceiver::start().await;
-    receiver.then_answer([Answer::Status(500), Answer::Status(503), Answer::Status(500)]);
+    receiver.then_answer([Answer::Held(500), Answer::Status(503), Answer::Status(500)]);
     let wanted = ["order.created.v1"];
     let endpoint = register(&app, &receiver.url, &wanted).await;
     app.register_product("DEAD-MUG", 10).await;
@@ -335,6 +347,8 @@ async fn a_delivery_is_parked_as_dead_after_its_last_attempt_and_the_next_one_go
     // Act
     place_order(&app, "DEAD-MUG").await;
     place_order(&app, "DEAD-MUG").await;
+    all_queued(&app, &endpoint.id, 2).await;
+    receiver.release();
     let listed = eventually("the first dead, the second delivered", || async {
         let listed = deliveries(&app, &endpoint.id).await;
         let statuses: BTreeSet<String> = listed
@@ -398,8 +412,9 @@ async fn a_delivery_cut_short_by_a_crash_is_sent_again_with_the_same_event_id() 
     })
     .await;
 
-    // Act: a crash while the receiver holds the request; another process takes over.
-    let restarted = app.restart().await;
+    // Act: a crash while the receiver holds the request; another instance (standing by
+    // with a pool of its own) takes over the dispatcher's lease.
+    let restarted = app.another_instance(|_| {}).await;
     drop(app);
     let expected = all_accepted(&restarted, &receiver, &wanted, endpoint.created_at).await;
 
