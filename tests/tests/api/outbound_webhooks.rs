@@ -507,3 +507,45 @@ async fn bad_registrations_and_unknown_endpoints_are_problems() {
     assert_eq!(status, 400);
     assert_eq!(problem["errors"][0]["field"], "per_page");
 }
+
+#[tokio::test]
+async fn a_replayed_feed_queues_and_sends_nothing_twice() {
+    // Arrange: two orders delivered.
+    let app = spawn_app_with(|s| {
+        s.webhooks = Some(fast(8, Duration::from_secs(10)));
+        s.sagas = false;
+    })
+    .await;
+    let receiver = FakeReceiver::start().await;
+    let wanted = ["order.created.v1"];
+    let endpoint = register(&app, &receiver.url, &wanted).await;
+    app.register_product("REPLAY-MUG", 10).await;
+    place_order(&app, "REPLAY-MUG").await;
+    place_order(&app, "REPLAY-MUG").await;
+    all_accepted(&app, &receiver, &wanted, endpoint.created_at).await;
+
+    // Act: the outbox's checkpoint goes back to the start (as a replay after a lost commit
+    // would); the next event makes its runner read everything again.
+    sqlx::query(
+        "UPDATE subscriptions SET transaction_id = 0, global_position = 0 WHERE name = $1",
+    )
+    .bind(outbox::NAME)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    place_order(&app, "REPLAY-MUG").await;
+    let expected = all_accepted(&app, &receiver, &wanted, endpoint.created_at).await;
+
+    // Assert
+    assert_eq!(expected.len(), 3);
+    let received = receiver.received();
+    assert_eq!(received.len(), 3, "each event sent once: {received:?}");
+    assert_eq!(deliveries(&app, &endpoint.id).await.len(), 3);
+    let parked: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM dead_letters WHERE subscription = $1")
+            .bind(outbox::NAME)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(parked, 0, "the replayed batch applied cleanly");
+}
