@@ -474,16 +474,26 @@ fn webhooks_from_env() -> Result<Option<WebhookSettings>, ConfigError> {
     at_least_one("RESERVA_WEBHOOKS__MAX_ATTEMPTS", u64::from(max_attempts))?;
     let base = at_least_one(
         "RESERVA_WEBHOOKS__RETRY_BASE_MS",
-        var("RESERVA_WEBHOOKS__RETRY_BASE_MS", millis(default.backoff.base))?,
+        var(
+            "RESERVA_WEBHOOKS__RETRY_BASE_MS",
+            millis(default.backoff.base),
+        )?,
     )?;
-    let max = var("RESERVA_WEBHOOKS__RETRY_MAX_MS", millis(default.backoff.max))?.max(base);
+    let max = var(
+        "RESERVA_WEBHOOKS__RETRY_MAX_MS",
+        millis(default.backoff.max),
+    )?
+    .max(base);
     let timeout = at_least_one(
         "RESERVA_WEBHOOKS__TIMEOUT_MS",
         var("RESERVA_WEBHOOKS__TIMEOUT_MS", millis(default.timeout))?,
     )?;
     Ok(Some(WebhookSettings {
         max_attempts,
-        backoff: feed::backoff::Backoff::new(Duration::from_millis(base), Duration::from_millis(max)),
+        backoff: feed::backoff::Backoff::new(
+            Duration::from_millis(base),
+            Duration::from_millis(max),
+        ),
         timeout: Duration::from_millis(timeout),
         poll_interval: default.poll_interval,
     }))

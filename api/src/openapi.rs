@@ -20,13 +20,12 @@ use utoipa::openapi::{
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::outbound::endpoints::DeliveryStatus;
 use crate::problem::{FieldError, Problem};
 use crate::routes::{
     CancelBody, CommandAccepted, admin, audit, bookings, health, orders, payments, stock_items,
     webhook_endpoints, webhooks,
 };
-use crate::outbound::endpoints::DeliveryStatus;
-use crate::views::outbound::{RegisteredEndpoint, WebhookAttemptView, WebhookDeliveryView};
 use crate::verifier::LastVerify;
 use crate::views::audit::{
     AuditEventView, AuditStreamView, HistoryView, StateView, StatusChangeView, TraceNodeView,
@@ -36,6 +35,7 @@ use crate::views::operations::{
     DeadLetterView, ProjectionEntry, RebuildPhase, RebuildStarted, RebuildState, SagaStep,
     SagaView, VerifyColumn, VerifyDifference, VerifyReport,
 };
+use crate::views::outbound::{RegisteredEndpoint, WebhookAttemptView, WebhookDeliveryView};
 use crate::views::read::{
     BookingView, MoneySchema, OrderItemSchema, OrderView, Owned, Page, PaymentSummary, PaymentView,
     StockItemView,

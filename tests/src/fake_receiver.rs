@@ -48,7 +48,8 @@ pub struct Received {
 impl Received {
     /// Whether the receiver accepted it (answered 2xx).
     pub fn accepted(&self) -> bool {
-        self.answered.is_some_and(|status| (200..300).contains(&status))
+        self.answered
+            .is_some_and(|status| (200..300).contains(&status))
     }
 }
 
@@ -134,7 +135,11 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-async fn receive(request: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
+async fn receive(
+    request: HttpRequest,
+    body: web::Bytes,
+    shared: web::Data<Shared>,
+) -> HttpResponse {
     let header = |name: &str| {
         request
             .headers()
@@ -176,10 +181,10 @@ async fn receive(request: HttpRequest, body: web::Bytes, shared: web::Data<Share
         other => other,
     };
     match answer {
-        Answer::Status(status) | Answer::Held(status) => HttpResponse::build(
-            actix_web::http::StatusCode::from_u16(status).unwrap_or_default(),
-        )
-        .body(format!("request {index}")),
+        Answer::Status(status) | Answer::Held(status) => {
+            HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap_or_default())
+                .body(format!("request {index}"))
+        }
         Answer::Hang => {
             tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
             HttpResponse::GatewayTimeout().finish()

@@ -289,7 +289,12 @@ impl Endpoint {
 
     /// Records the attempt and the delivery's new state in one transaction. Changes nothing
     /// if the delivery moved meanwhile (a dispatcher that lost its lease recording late).
-    async fn record(&self, head: &Head, attempt: i32, outcome: &Outcome) -> Result<(), sqlx::Error> {
+    async fn record(
+        &self,
+        head: &Head,
+        attempt: i32,
+        outcome: &Outcome,
+    ) -> Result<(), sqlx::Error> {
         let status = if outcome.succeeded() {
             "delivered"
         } else if u32::try_from(attempt).unwrap_or(u32::MAX) >= self.settings.max_attempts {
@@ -335,7 +340,11 @@ impl Endpoint {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        let result = if outcome.succeeded() { "delivered" } else { "failed" };
+        let result = if outcome.succeeded() {
+            "delivered"
+        } else {
+            "failed"
+        };
         metrics::counter!("reserva_webhook_attempts_total", "outcome" => result).increment(1);
         match status {
             "dead" => {

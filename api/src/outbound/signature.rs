@@ -13,7 +13,10 @@ pub const HEADER: &str = "Reserva-Signature";
 
 /// The `Reserva-Signature` value of `body` sent at `timestamp` (unix seconds).
 pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
-    format!("t={timestamp},v1={}", hex::encode(mac(secret, timestamp, body)))
+    format!(
+        "t={timestamp},v1={}",
+        hex::encode(mac(secret, timestamp, body))
+    )
 }
 
 /// A new endpoint secret: `whsec_` and 32 random bytes in hex, as long as the hash.
@@ -52,7 +55,11 @@ pub fn verify(
     for part in header.split(',') {
         match part.trim().split_once('=') {
             Some(("t", value)) => {
-                timestamp = Some(value.parse::<i64>().map_err(|_| SignatureError::Malformed)?);
+                timestamp = Some(
+                    value
+                        .parse::<i64>()
+                        .map_err(|_| SignatureError::Malformed)?,
+                );
             }
             Some(("v1", value)) => candidates.push(value),
             _ => {}

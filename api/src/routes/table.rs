@@ -168,9 +168,7 @@ fn admin_scope(guards: &Guards) -> impl actix_web::dev::HttpServiceFactory + use
             .service(resource("/dead-letters/{id}/retry").post(admin::retry_dead_letter))
             .service(resource("/dead-letters/{id}/skip").post(admin::skip_dead_letter))
             .service(resource("/sagas/{id}").get(admin::get_saga))
-            .service(
-                resource("/webhook-endpoints").post(webhook_endpoints::register_endpoint),
-            )
+            .service(resource("/webhook-endpoints").post(webhook_endpoints::register_endpoint),)
             .service(
                 resource("/webhook-endpoints/{id}/deliveries")
                     .get(webhook_endpoints::list_deliveries),

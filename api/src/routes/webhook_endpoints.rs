@@ -25,7 +25,10 @@ const MAX_URL_CHARS: usize = 2048;
 #[serde(deny_unknown_fields)]
 pub struct RegisterEndpoint {
     /// Where deliveries are `POST`ed: an `http` or `https` URL with a host.
-    #[schema(max_length = 2048, example = "https://seller.example.com/hooks/reserva")]
+    #[schema(
+        max_length = 2048,
+        example = "https://seller.example.com/hooks/reserva"
+    )]
     url: String,
     /// The integration-event subjects to deliver (at least one; repeats are ignored).
     #[schema(value_type = Vec<WebhookEventType>, min_items = 1, example = json!(["order.created.v1", "order.confirmed.v1"]))]
@@ -101,20 +104,20 @@ pub async fn register_endpoint(
 /// 422 for subjects that do not exist.
 fn registration(body: RegisterEndpoint) -> Result<(String, Vec<String>), ApiError> {
     let mut v = Validator::default();
-    let url = v.text("url", &body.url, MAX_URL_CHARS).and_then(|raw| {
-        match reqwest::Url::parse(&raw) {
-            Ok(url)
-                if matches!(url.scheme(), "http" | "https")
-                    && url.host_str().is_some_and(|h| !h.is_empty()) =>
-            {
-                Some(url.to_string())
-            }
-            _ => {
-                v.error("url", "must be an absolute http or https URL");
-                None
-            }
-        }
-    });
+    let url =
+        v.text("url", &body.url, MAX_URL_CHARS)
+            .and_then(|raw| match reqwest::Url::parse(&raw) {
+                Ok(url)
+                    if matches!(url.scheme(), "http" | "https")
+                        && url.host_str().is_some_and(|h| !h.is_empty()) =>
+                {
+                    Some(url.to_string())
+                }
+                _ => {
+                    v.error("url", "must be an absolute http or https URL");
+                    None
+                }
+            });
     if body.event_types.is_empty() {
         v.error("event_types", "must name at least one event type");
     }
@@ -128,7 +131,10 @@ fn registration(body: RegisterEndpoint) -> Result<(String, Vec<String>), ApiErro
         .map(|(i, subject)| {
             FieldError::new(
                 format!("event_types[{i}]"),
-                format!("unknown event type {subject:?}; known: {}", SUBJECTS.join(", ")),
+                format!(
+                    "unknown event type {subject:?}; known: {}",
+                    SUBJECTS.join(", ")
+                ),
             )
         })
         .collect();

@@ -75,12 +75,7 @@ fn type_matches(kind: &str, value: &Value) -> bool {
 
 /// Checks `value` against `schema`: types, every required property present, no property the
 /// schema does not describe, recursively. The error names the JSON path.
-pub(crate) fn conforms(
-    doc: &Value,
-    schema: &Value,
-    value: &Value,
-    at: &str,
-) -> Result<(), String> {
+pub(crate) fn conforms(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), String> {
     let schema = resolve(doc, schema);
     if let Some(all) = schema["allOf"].as_array() {
         // A flattened struct: the union of the parts' properties.

@@ -124,7 +124,9 @@ async fn all_accepted(
 fn by_event(received: &[Received]) -> BTreeMap<String, Vec<&Received>> {
     let mut by: BTreeMap<String, Vec<&Received>> = BTreeMap::new();
     for request in received {
-        by.entry(request.event_id.clone()).or_default().push(request);
+        by.entry(request.event_id.clone())
+            .or_default()
+            .push(request);
     }
     by
 }
@@ -150,7 +152,7 @@ async fn all_queued(app: &TestApp, endpoint: &str, count: usize) {
 fn delivery<'a>(deliveries: &'a [Value], event_id: &str) -> &'a Value {
     deliveries
         .iter()
-        .find(|d| d["event_id"].to_string() == event_id)
+        .find(|d| d["event_id"].as_i64() == event_id.parse::<i64>().ok())
         .unwrap_or_else(|| panic!("no delivery of event {event_id}"))
 }
 
@@ -214,7 +216,11 @@ async fn a_receiver_that_fails_three_times_then_succeeds_gets_each_event_exactly
     // The first refusal waits until every event is queued, so the retries have later
     // deliveries of the same endpoint due behind them.
     receiver.then_answer([Answer::Held(500), Answer::Status(500), Answer::Status(500)]);
-    let wanted = ["order.created.v1", "payment.succeeded.v1", "order.confirmed.v1"];
+    let wanted = [
+        "order.created.v1",
+        "payment.succeeded.v1",
+        "order.confirmed.v1",
+    ];
     let endpoint = register(&app, &receiver.url, &wanted).await;
     assert!(endpoint.secret.starts_with("whsec_") && endpoint.secret.len() >= 70);
     let doc = document(&app).await;
@@ -247,7 +253,11 @@ async fn a_receiver_that_fails_three_times_then_succeeds_gets_each_event_exactly
         assert_eq!(accepted, 1, "{subject} accepted exactly once");
         let attempts: Vec<&str> = requests.iter().map(|r| r.attempt.as_str()).collect();
         if i == 0 {
-            assert_eq!(attempts, ["1", "2", "3", "4"], "{subject}: three refusals, then 200");
+            assert_eq!(
+                attempts,
+                ["1", "2", "3", "4"],
+                "{subject}: three refusals, then 200"
+            );
         } else {
             assert_eq!(attempts, ["1"], "{subject} was sent once");
         }
@@ -274,7 +284,12 @@ async fn a_receiver_that_fails_three_times_then_succeeds_gets_each_event_exactly
         .map(|a| a["status_code"].as_i64().unwrap())
         .collect();
     assert_eq!(codes, [500, 500, 500, 200]);
-    assert!(first["attempts"][0]["error"].as_str().unwrap().contains("500"));
+    assert!(
+        first["attempts"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("500")
+    );
     assert!(first["attempts"][3]["error"].is_null());
     for (event_id, _) in &expected[1..] {
         let other = delivery(&listed, event_id);
@@ -282,7 +297,10 @@ async fn a_receiver_that_fails_three_times_then_succeeds_gets_each_event_exactly
         assert_eq!(other["attempts"].as_array().unwrap().len(), 1);
     }
     let response = app
-        .get(&format!("/admin/webhook-endpoints/{}/deliveries", endpoint.id))
+        .get(&format!(
+            "/admin/webhook-endpoints/{}/deliveries",
+            endpoint.id
+        ))
         .await;
     let page: Value = response.json().await.unwrap();
     let schema = response_schema(
@@ -316,7 +334,11 @@ async fn a_hanging_receiver_delays_no_other_endpoint() {
     // Assert: the healthy endpoint got all three while the hanging one still holds its first.
     assert_eq!(expected.len(), 3);
     let held = hanging.received();
-    assert_eq!(held.len(), 1, "the hanging endpoint's queue waits behind its head");
+    assert_eq!(
+        held.len(),
+        1,
+        "the hanging endpoint's queue waits behind its head"
+    );
     assert_eq!(held[0].event_id, expected[0].0);
     assert_eq!(held[0].answered, None, "still unanswered");
     let healthy_requests = healthy.received();
@@ -421,7 +443,11 @@ async fn a_delivery_cut_short_by_a_crash_is_sent_again_with_the_same_event_id() 
     // Assert: sent twice under one event id, accepted once; only the finished attempt counts.
     assert_eq!(expected.len(), 1);
     let received = receiver.received();
-    assert_eq!(received.len(), 2, "sent again after the crash, and only once more");
+    assert_eq!(
+        received.len(),
+        2,
+        "sent again after the crash, and only once more"
+    );
     assert_eq!(received[0].event_id, received[1].event_id);
     assert_eq!(received[0].body, received[1].body, "the same bytes");
     assert_eq!(received[0].answered, None);
@@ -526,13 +552,11 @@ async fn a_replayed_feed_queues_and_sends_nothing_twice() {
 
     // Act: the outbox's checkpoint goes back to the start (as a replay after a lost commit
     // would); the next event makes its runner read everything again.
-    sqlx::query(
-        "UPDATE subscriptions SET transaction_id = 0, global_position = 0 WHERE name = $1",
-    )
-    .bind(outbox::NAME)
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    sqlx::query("UPDATE subscriptions SET transaction_id = 0, global_position = 0 WHERE name = $1")
+        .bind(outbox::NAME)
+        .execute(&app.pool)
+        .await
+        .unwrap();
     place_order(&app, "REPLAY-MUG").await;
     let expected = all_accepted(&app, &receiver, &wanted, endpoint.created_at).await;
 
