@@ -149,6 +149,19 @@ async fn all_queued(app: &TestApp, endpoint: &str, count: usize) {
     .await;
 }
 
+/// Waits until none of `endpoint`'s deliveries is pending (a receiver's 200 is recorded just
+/// after it was answered); returns them.
+async fn all_settled(app: &TestApp, endpoint: &str) -> Vec<Value> {
+    eventually("every delivery settled", || async {
+        let listed = deliveries(app, endpoint).await;
+        listed
+            .iter()
+            .all(|d| d["status"] != "pending")
+            .then_some(listed)
+    })
+    .await
+}
+
 fn delivery<'a>(deliveries: &'a [Value], event_id: &str) -> &'a Value {
     deliveries
         .iter()
@@ -273,7 +286,7 @@ async fn a_receiver_that_fails_three_times_then_succeeds_gets_each_event_exactly
     assert_eq!(arrival, in_feed_order);
 
     // The deliveries endpoint shows every attempt, and matches its schema.
-    let listed = deliveries(&app, &endpoint.id).await;
+    let listed = all_settled(&app, &endpoint.id).await;
     assert_eq!(listed.len(), expected.len());
     let first = delivery(&listed, &expected[0].0);
     assert_eq!(first["status"], "delivered");
@@ -455,7 +468,7 @@ async fn a_delivery_cut_short_by_a_crash_is_sent_again_with_the_same_event_id() 
     for request in &received {
         assert_signed(request, &endpoint.secret);
     }
-    let listed = deliveries(&restarted, &endpoint.id).await;
+    let listed = all_settled(&restarted, &endpoint.id).await;
     let only = delivery(&listed, &expected[0].0);
     assert_eq!(only["status"], "delivered");
     assert_eq!(only["attempts"].as_array().unwrap().len(), 1);
@@ -562,9 +575,9 @@ async fn a_replayed_feed_queues_and_sends_nothing_twice() {
 
     // Assert
     assert_eq!(expected.len(), 3);
+    assert_eq!(all_settled(&app, &endpoint.id).await.len(), 3);
     let received = receiver.received();
     assert_eq!(received.len(), 3, "each event sent once: {received:?}");
-    assert_eq!(deliveries(&app, &endpoint.id).await.len(), 3);
     let parked: i64 =
         sqlx::query_scalar("SELECT count(*) FROM dead_letters WHERE subscription = $1")
             .bind(outbox::NAME)
