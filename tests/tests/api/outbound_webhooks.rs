@@ -223,8 +223,12 @@ fn assert_signed(request: &Received, secret: &str) {
 
 #[tokio::test]
 async fn a_receiver_that_fails_three_times_then_succeeds_gets_each_event_exactly_once_signed() {
-    // Arrange
-    let app = spawn_with_webhooks(fast(8, Duration::from_secs(10))).await;
+    // Arrange: retries after 100 ms, 200 ms, 400 ms at least (jitter only adds).
+    let app = spawn_with_webhooks(WebhookSettings {
+        backoff: Backoff::new(Duration::from_millis(100), Duration::from_millis(400)),
+        ..fast(8, Duration::from_secs(10))
+    })
+    .await;
     let receiver = FakeReceiver::start().await;
     // The first refusal waits until every event is queued, so the retries have later
     // deliveries of the same endpoint due behind them.
@@ -304,6 +308,19 @@ async fn a_receiver_that_fails_three_times_then_succeeds_gets_each_event_exactly
             .contains("500")
     );
     assert!(first["attempts"][3]["error"].is_null());
+    let started: Vec<DateTime<Utc>> = first["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["attempted_at"].as_str().unwrap().parse().unwrap())
+        .collect();
+    for (n, floor_ms) in [(1, 100), (2, 200), (3, 400)] {
+        let waited = started[n] - started[n - 1];
+        assert!(
+            waited >= chrono::Duration::milliseconds(floor_ms),
+            "retry {n} came {waited} after the attempt before it: back-off doubles from 100 ms"
+        );
+    }
     for (event_id, _) in &expected[1..] {
         let other = delivery(&listed, event_id);
         assert_eq!(other["status"], "delivered");
