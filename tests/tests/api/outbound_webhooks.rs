@@ -443,6 +443,10 @@ async fn a_delivery_is_parked_as_dead_after_its_last_attempt_and_the_next_one_go
         metrics.contains("reserva_webhook_deliveries_dead_total"),
         "parked deliveries are counted"
     );
+    assert!(
+        metrics.contains("reserva_webhook_deliveries_pending"),
+        "the queue is sampled"
+    );
 }
 
 #[tokio::test]
