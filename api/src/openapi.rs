@@ -20,7 +20,6 @@ use utoipa::openapi::{
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::outbound::endpoints::DeliveryStatus;
 use crate::problem::{FieldError, Problem};
 use crate::routes::{
     CancelBody, CommandAccepted, admin, audit, bookings, health, orders, payments, stock_items,
@@ -35,7 +34,9 @@ use crate::views::operations::{
     DeadLetterView, ProjectionEntry, RebuildPhase, RebuildStarted, RebuildState, SagaStep,
     SagaView, VerifyColumn, VerifyDifference, VerifyReport,
 };
-use crate::views::outbound::{RegisteredEndpoint, WebhookAttemptView, WebhookDeliveryView};
+use crate::views::outbound::{
+    RegisteredEndpoint, WebhookAttemptView, WebhookDeliveryStatus, WebhookDeliveryView,
+};
 use crate::views::read::{
     BookingView, MoneySchema, OrderItemSchema, OrderView, Owned, Page, PaymentSummary, PaymentView,
     StockItemView,
@@ -125,7 +126,7 @@ static DOCUMENT: LazyLock<Document> = LazyLock::new(ApiDoc::openapi);
         RegisteredEndpoint,
         WebhookDeliveryView,
         WebhookAttemptView,
-        DeliveryStatus,
+        WebhookDeliveryStatus,
         Page<WebhookDeliveryView>,
         health::HealthStatus,
         AuditEventView,

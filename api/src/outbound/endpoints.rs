@@ -58,8 +58,7 @@ pub async fn exists(pool: &PgPool, id: Uuid) -> Result<bool, sqlx::Error> {
 }
 
 /// Where one delivery stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryStatus {
     /// Waiting for its first attempt, or for a retry.
     Pending,

@@ -47,8 +47,8 @@ pub struct WebhookDeliveryView {
     pub event_id: i64,
     /// Its subject, e.g. `order.created.v1`.
     pub event_type: String,
-    /// `pending`, `delivered` or `dead` (parked after the last allowed attempt).
-    pub status: DeliveryStatus,
+    /// Where it stands.
+    pub status: WebhookDeliveryStatus,
     /// When it is tried next (pending deliveries only).
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// When it was queued.
@@ -64,7 +64,7 @@ impl From<Delivery> for WebhookDeliveryView {
         Self {
             event_id: delivery.position,
             event_type: delivery.event_type,
-            status: delivery.status,
+            status: delivery.status.into(),
             next_attempt_at: delivery.next_attempt_at,
             created_at: delivery.created_at,
             delivered_at: delivery.delivered_at,
@@ -73,6 +73,28 @@ impl From<Delivery> for WebhookDeliveryView {
                 .into_iter()
                 .map(WebhookAttemptView::from)
                 .collect(),
+        }
+    }
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookDeliveryStatus {
+    /// Waiting for its first attempt, or for a retry.
+    Pending,
+    /// The receiver answered 2xx.
+    Delivered,
+    /// Parked after the last allowed attempt failed; not sent again.
+    Dead,
+}
+
+impl From<DeliveryStatus> for WebhookDeliveryStatus {
+    fn from(status: DeliveryStatus) -> Self {
+        match status {
+            DeliveryStatus::Pending => Self::Pending,
+            DeliveryStatus::Delivered => Self::Delivered,
+            DeliveryStatus::Dead => Self::Dead,
         }
     }
 }
