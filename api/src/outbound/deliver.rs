@@ -111,7 +111,8 @@ impl Dispatcher {
         let mut active: HashSet<Uuid> = HashSet::new();
         loop {
             // Finished tasks first, so an endpoint whose task just emptied its queue gets a
-            // new one for what was queued since.
+            // new one for what was queued since. A task that ended on an error is replaced
+            // only here, at the next poll or wake-up: never in a tight loop.
             while let Some(done) = tasks.try_join_next_with_id() {
                 let id = match done {
                     Ok((id, ())) => id,
@@ -145,15 +146,6 @@ impl Dispatcher {
             tokio::select! {
                 () = tokio::time::sleep(self.settings.poll_interval) => {}
                 () = self.queued.notified() => {}
-                Some(done) = tasks.join_next_with_id() => {
-                    let id = match done {
-                        Ok((id, ())) => id,
-                        Err(error) => error.id(),
-                    };
-                    if let Some(endpoint) = serving.remove(&id) {
-                        active.remove(&endpoint);
-                    }
-                }
                 () = stop.cancelled() => break,
             }
         }

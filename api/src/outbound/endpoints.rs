@@ -19,7 +19,7 @@ pub struct Endpoint {
     pub event_types: Vec<String>,
     /// The key of `Reserva-Signature`.
     pub secret: String,
-    /// Whether deliveries are made (always, for now: nothing disables one yet).
+    /// Whether deliveries are queued and sent (no route turns it off yet; SQL can).
     pub enabled: bool,
     /// Events recorded from then on are delivered.
     pub created_at: DateTime<Utc>,
