@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::edge::EdgeSettings;
 use crate::integration::NatsSettings;
+use crate::outbound::WebhookSettings;
 
 /// What one instance runs (`reserva serve --role`).
 ///
@@ -133,6 +134,9 @@ pub struct Settings {
     pub snapshot_every: usize,
     /// Integration events to NATS JetStream; `None` (no `NATS_URL`) publishes none.
     pub nats: Option<NatsSettings>,
+    /// Outbound webhooks (`RESERVA_WEBHOOKS__*`); `None` (`RESERVA_WEBHOOKS__ENABLED=false`)
+    /// queues and sends no deliveries on this instance (endpoints can still be registered).
+    pub webhooks: Option<WebhookSettings>,
     /// `reserva serve --role` (or `RESERVA_ROLE`; default `all`): what this instance runs.
     pub role: InstanceRole,
     /// `RESERVA_DB__READ_URL`: a streaming replica that queries read from (commands, the
@@ -670,6 +674,7 @@ impl Settings {
             audit: AuditSettings::from_env()?,
             snapshot_every: var("RESERVA_SNAPSHOTS__EVERY", 500)?,
             nats: nats_from_env()?,
+            webhooks: webhooks_from_env()?,
             // `reserva serve --role` sets it (clap reads RESERVA_ROLE there).
             role: InstanceRole::All,
             shared_rate_limits: SharedRateLimits::from_env()?,
@@ -680,6 +685,52 @@ impl Settings {
                 .filter(|u| !u.is_empty()),
         })
     }
+}
+
+/// `RESERVA_WEBHOOKS__*`: `None` when `RESERVA_WEBHOOKS__ENABLED=false`.
+fn webhooks_from_env() -> Result<Option<WebhookSettings>, ConfigError> {
+    if !var("RESERVA_WEBHOOKS__ENABLED", true)? {
+        return Ok(None);
+    }
+    let default = WebhookSettings::default();
+    let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let at_least_one = |variable: &'static str, value: u64| {
+        if value == 0 {
+            Err(ConfigError {
+                variable,
+                message: "must be at least 1".to_owned(),
+            })
+        } else {
+            Ok(value)
+        }
+    };
+    let max_attempts = var("RESERVA_WEBHOOKS__MAX_ATTEMPTS", default.max_attempts)?;
+    at_least_one("RESERVA_WEBHOOKS__MAX_ATTEMPTS", u64::from(max_attempts))?;
+    let base = at_least_one(
+        "RESERVA_WEBHOOKS__RETRY_BASE_MS",
+        var(
+            "RESERVA_WEBHOOKS__RETRY_BASE_MS",
+            millis(default.backoff.base),
+        )?,
+    )?;
+    let max = var(
+        "RESERVA_WEBHOOKS__RETRY_MAX_MS",
+        millis(default.backoff.max),
+    )?
+    .max(base);
+    let timeout = at_least_one(
+        "RESERVA_WEBHOOKS__TIMEOUT_MS",
+        var("RESERVA_WEBHOOKS__TIMEOUT_MS", millis(default.timeout))?,
+    )?;
+    Ok(Some(WebhookSettings {
+        max_attempts,
+        backoff: feed::backoff::Backoff::new(
+            Duration::from_millis(base),
+            Duration::from_millis(max),
+        ),
+        timeout: Duration::from_millis(timeout),
+        poll_interval: default.poll_interval,
+    }))
 }
 
 /// `NATS_URL`, `RESERVA_NATS__PREFIX` and `RESERVA_NATS__REPLICAS`: `None` when the URL is

@@ -17,6 +17,8 @@
 //!   [`seed`]: demo data.
 //! - [`integration`]: integration events published to NATS JetStream.
 //! - [`live`]: server-sent events of orders, bookings and stock items as they change.
+//! - [`outbound`]: outbound webhooks (signed deliveries of integration events to registered
+//!   endpoints, retried, parked when dead).
 //! - [`audit`]: the `audit` and `replay` subcommands; [`checkpointer`]: the periodic signing of
 //!   audit checkpoints.
 //!
@@ -39,6 +41,7 @@ pub mod live;
 pub mod metrics;
 pub mod openapi;
 pub mod operate;
+pub mod outbound;
 pub mod postgres;
 pub mod problem;
 pub mod rate_limit;

@@ -110,8 +110,8 @@ fn sample_pool(pool: &PgPool) {
     metrics::gauge!("reserva_db_pool_connections", "state" => "in_use").set((open - idle).max(0.0));
 }
 
-/// The sampled gauges: projections (lag, position, dead letters, stock), the sagas' and the
-/// integration-event publisher's subscriptions, and `reserva_saga_instances{saga,state}` for every saga and state (zero for
+/// The sampled gauges: projections (lag, position, dead letters, stock), the sagas', the
+/// integration-event publisher's and the webhook outbox's subscriptions, the webhook queue, and `reserva_saga_instances{saga,state}` for every saga and state (zero for
 /// states no saga is in, so a drained state drops to 0 instead of keeping its last value).
 async fn sample(pool: &PgPool) -> Result<(), sqlx::Error> {
     projections::status::sample_once(pool).await?;
@@ -129,6 +129,7 @@ async fn sample(pool: &PgPool) -> Result<(), sqlx::Error> {
     if publishing {
         projections::status::sample_subscription(pool, crate::integration::publisher::NAME).await?;
     }
+    sample_webhooks(pool).await?;
     let mut counts: HashMap<(String, String), i64> = commands::sagas::store::count_by_state(pool)
         .await?
         .into_iter()
@@ -145,6 +146,31 @@ async fn sample(pool: &PgPool) -> Result<(), sqlx::Error> {
         metrics::gauge!("reserva_saga_instances", "saga" => saga, "state" => state)
             .set(count as f64);
     }
+    Ok(())
+}
+
+/// The outbound webhooks' outbox subscription (once it has run) and their queue: pending
+/// deliveries and the age of the oldest (a receiver that is down shows as a growing age).
+/// Only pending rows are counted: they have an index of their own, while delivered and dead
+/// ones accumulate.
+async fn sample_webhooks(pool: &PgPool) -> Result<(), sqlx::Error> {
+    let queueing: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM subscriptions WHERE name = $1)")
+            .bind(crate::outbound::outbox::NAME)
+            .fetch_one(pool)
+            .await?;
+    if !queueing {
+        return Ok(());
+    }
+    projections::status::sample_subscription(pool, crate::outbound::outbox::NAME).await?;
+    let (pending, oldest): (i64, Option<f64>) = sqlx::query_as(
+        "SELECT count(*), EXTRACT(EPOCH FROM now() - min(created_at))::float8 \
+         FROM webhook_deliveries WHERE status = 'pending'",
+    )
+    .fetch_one(pool)
+    .await?;
+    metrics::gauge!("reserva_webhook_deliveries_pending").set(pending as f64);
+    metrics::gauge!("reserva_webhook_oldest_pending_seconds").set(oldest.unwrap_or(0.0));
     Ok(())
 }
 

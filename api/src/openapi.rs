@@ -23,7 +23,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::problem::{FieldError, Problem};
 use crate::routes::{
     CancelBody, CommandAccepted, admin, audit, bookings, health, live, orders, payments,
-    stock_items, webhooks,
+    stock_items, webhook_endpoints, webhooks,
 };
 use crate::verifier::LastVerify;
 use crate::views::audit::{
@@ -33,6 +33,9 @@ use crate::views::audit::{
 use crate::views::operations::{
     DeadLetterView, ProjectionEntry, RebuildPhase, RebuildStarted, RebuildState, SagaStep,
     SagaView, VerifyColumn, VerifyDifference, VerifyReport,
+};
+use crate::views::outbound::{
+    RegisteredEndpoint, WebhookAttemptView, WebhookDeliveryStatus, WebhookDeliveryView,
 };
 use crate::views::read::{
     BookingView, MoneySchema, OrderItemSchema, OrderView, Owned, Page, PaymentSummary, PaymentView,
@@ -80,6 +83,8 @@ static DOCUMENT: LazyLock<Document> = LazyLock::new(ApiDoc::openapi);
         admin::retry_dead_letter,
         admin::skip_dead_letter,
         admin::get_saga,
+        webhook_endpoints::register_endpoint,
+        webhook_endpoints::list_deliveries,
         audit::aggregate_events,
         audit::trace,
         admin::metrics,
@@ -121,6 +126,13 @@ static DOCUMENT: LazyLock<Document> = LazyLock::new(ApiDoc::openapi);
         SagaView,
         SagaStep,
         webhooks::WebhookReceipt,
+        webhook_endpoints::RegisterEndpoint,
+        webhook_endpoints::WebhookEventType,
+        RegisteredEndpoint,
+        WebhookDeliveryView,
+        WebhookAttemptView,
+        WebhookDeliveryStatus,
+        Page<WebhookDeliveryView>,
         health::HealthStatus,
         AuditEventView,
         AuditStreamView,
@@ -137,7 +149,7 @@ static DOCUMENT: LazyLock<Document> = LazyLock::new(ApiDoc::openapi);
         (name = "orders", description = "Orders and their saga"),
         (name = "bookings", description = "Guests on a time slot"),
         (name = "payments", description = "Payments and the Stripe webhook"),
-        (name = "admin", description = "Operations: projections, dead letters, sagas"),
+        (name = "admin", description = "Operations: projections, dead letters, sagas, webhook endpoints"),
         (name = "audit", description = "What happened, when, and what one request caused"),
         (name = "platform", description = "Health probes and metrics"),
     )

@@ -1,6 +1,6 @@
 //! The background work of a server, beside its HTTP workers: the projections, the order and
 //! booking sagas, the deadline job, the wake-up relays, the periodic verify and the
-//! integration-event publisher.
+//! integration-event publisher, and the outbound webhooks' outbox and dispatcher.
 //!
 //! Every task runs under one shutdown primitive, tokio-util's [`CancellationToken`] and
 //! [`TaskTracker`] (as mini-redis threads its `Shutdown`), in three stages stopped in
@@ -28,6 +28,7 @@ use tokio_util::task::TaskTracker;
 use crate::checkpointer;
 use crate::configuration::Settings;
 use crate::integration::Publisher;
+use crate::outbound::{deliver, outbox::Outbox};
 use crate::verifier::{self, Verifications};
 
 /// One group of tasks stopped together.
@@ -130,6 +131,23 @@ impl Workers {
                 )
                 .spawn_under(&projections.stop, &projections.tracker),
             );
+        }
+        if let Some(webhooks) = settings.webhooks {
+            // The outbox only inserts rows: with the projections, like the publisher, so it
+            // queues what the sagas appended while they stopped. The dispatcher sends, and
+            // stops first (an attempt it cuts short is sent again by the next one).
+            let queued = Arc::new(tokio::sync::Notify::new());
+            saga_runners.push(
+                Subscription::new(
+                    Arc::new(Outbox::new(Arc::clone(&queued))),
+                    pool.clone(),
+                    signal.clone(),
+                    options.clone(),
+                )
+                .spawn_under(&projections.stop, &projections.tracker),
+            );
+            let pool = pool.clone();
+            own.spawn(|stop| deliver::run(pool, webhooks, queued, stop));
         }
         let (job_bus, interval) = (bus.clone(), settings.deadline_interval);
         own.spawn(|stop| deadlines::run_until_cancelled(job_bus, interval, stop));

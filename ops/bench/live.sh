@@ -17,7 +17,7 @@ PORT=${PORT:-18082}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/tmp/reserva-target}
 cargo build --release -q -p api -p load
 psql -Xq "$ADMIN_URL" -c "DROP DATABASE IF EXISTS reserva_live_bench WITH (FORCE)" -c "CREATE DATABASE reserva_live_bench"
-DATABASE_URL=$DB_URL RESERVA_HTTP__PORT=$PORT RESERVA_RATE_LIMIT__ENABLED=false RESERVA_GATEWAY__SIMULATED_DELAY_MS=0 RUST_LOG=warn \
+DATABASE_URL=$DB_URL RESERVA_HTTP__PORT=$PORT RESERVA_RATE_LIMIT__ENABLED=false RESERVA_GATEWAY__SIMULATED_DELAY_MS=0 RUST_LOG=error \
   "$CARGO_TARGET_DIR/release/reserva" serve &
 server=$!
 watchers=()

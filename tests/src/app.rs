@@ -113,6 +113,9 @@ pub async fn spawn_app_on_database(
         audit: None,
         snapshot_every: 500,
         nats: None,
+        // Off unless a test turns it on: another subscription would change what other tests
+        // count (statements, subscriptions).
+        webhooks: None,
         role: api::configuration::InstanceRole::All,
         shared_rate_limits: None,
         read_url: None,

@@ -7,6 +7,7 @@
 //!
 //! [`fake_stripe`]: a stateful Stripe stand-in for the real async-stripe client.
 //! [`fake_identity_provider`]: a JWKS endpoint and the keys to sign its tokens with.
+//! [`fake_receiver`]: a scripted webhook receiver for the outbound webhooks' real client.
 //!
 //! # Layout
 //!
@@ -23,12 +24,14 @@
 //!   [`TestApp::catch_up`].
 //! - `fake_stripe`: [`FakeStripe`] (see above).
 //! - `fake_identity_provider`: [`FakeIdentityProvider`] and [`TestKey`] (see above).
+//! - `fake_receiver`: [`FakeReceiver`] (see above).
 //! - `process`: [`ServeProcess`], the real `reserva serve` as a child process, and
 //!   [`run_reserva`] for one command run to its end.
 
 mod app;
 mod database;
 pub mod fake_identity_provider;
+pub mod fake_receiver;
 pub mod fake_stripe;
 mod process;
 mod requests;
@@ -41,6 +44,7 @@ pub use app::{
 };
 pub use database::{TestDatabase, counting_server, fresh_database, fresh_database_on, server};
 pub use fake_identity_provider::{FakeIdentityProvider, TestKey};
+pub use fake_receiver::FakeReceiver;
 pub use fake_stripe::FakeStripe;
 pub use process::{ServeProcess, run_reserva};
 pub use requests::register_product_command;

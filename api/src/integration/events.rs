@@ -29,6 +29,21 @@ pub const STREAMS: [(&str, &str); 3] = [
     ("inventory", "inventory"),
 ];
 
+/// Every subject the mapping below produces: what a webhook endpoint may ask for.
+pub const SUBJECTS: [&str; 11] = [
+    "order.created.v1",
+    "order.confirmed.v1",
+    "order.cancelled.v1",
+    "order.failed.v1",
+    "payment.pending.v1",
+    "payment.succeeded.v1",
+    "payment.failed.v1",
+    "inventory.reserved.v1",
+    "inventory.released.v1",
+    "inventory.low-stock.v1",
+    "inventory.out-of-stock.v1",
+];
+
 /// The aggregate types whose events can become integration events (bookings only through the
 /// seats they hold, which are inventory).
 pub fn relayed(aggregate_type: &str) -> bool {

@@ -180,8 +180,12 @@ impl Handler for Publisher {
     }
 }
 
-/// The order or booking a payment belongs to, from its first event (`PaymentCreated`).
-async fn payment_owner(
+/// The order or booking a payment belongs to, from its first event (`PaymentCreated`); the
+/// webhook outbox looks owners up the same way.
+///
+/// # Errors
+/// Any database error.
+pub async fn payment_owner(
     conn: &mut PgConnection,
     payment_id: &str,
 ) -> Result<events::PaymentOwner, HandlerError> {

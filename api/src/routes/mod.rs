@@ -10,6 +10,7 @@ pub mod params;
 pub mod payments;
 pub mod stock_items;
 pub mod table;
+pub mod webhook_endpoints;
 pub mod webhooks;
 
 pub use table::{GUARDED, Guards, configure};

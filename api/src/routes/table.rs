@@ -11,7 +11,8 @@ use actix_web::middleware::from_fn;
 use actix_web::web;
 
 use super::{
-    admin, audit, bookings, health, live, orders, payments, resource, stock_items, webhooks,
+    admin, audit, bookings, health, live, orders, payments, resource, stock_items,
+    webhook_endpoints, webhooks,
 };
 use crate::auth::guard;
 use crate::configuration::RateLimits;
@@ -186,6 +187,11 @@ fn admin_scope(guards: &Guards) -> impl actix_web::dev::HttpServiceFactory + use
             .service(resource("/dead-letters/{id}/retry").post(admin::retry_dead_letter))
             .service(resource("/dead-letters/{id}/skip").post(admin::skip_dead_letter))
             .service(resource("/sagas/{id}").get(admin::get_saga))
+            .service(resource("/webhook-endpoints").post(webhook_endpoints::register_endpoint),)
+            .service(
+                resource("/webhook-endpoints/{id}/deliveries")
+                    .get(webhook_endpoints::list_deliveries),
+            )
             // Before `/audit/{type}/{id}`, which would take `traces` for a type.
             .service(resource("/audit/traces/{id}").get(audit::trace))
             .service(resource("/audit/{type}/{id}").get(audit::aggregate_events)),

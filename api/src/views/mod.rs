@@ -5,7 +5,9 @@
 //! - [`read`]: `/api/v1` views of orders, bookings, stock items and payments, and pages.
 //! - [`operations`]: `/admin` answers.
 //! - [`audit`]: histories, as-of states and causation traces.
+//! - [`outbound`]: webhook endpoints and their deliveries.
 
 pub mod audit;
 pub mod operations;
+pub mod outbound;
 pub mod read;

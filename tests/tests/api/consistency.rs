@@ -115,14 +115,21 @@ async fn reads_during_a_flow_only_ever_show_combinations_that_existed() {
             .json()
             .await
             .unwrap();
-        ids.push(placed["id"].as_str().unwrap().to_owned());
+        // Read at least at the placement: without it the first poll may come before the
+        // projection has the order at all (a 404 that is no inconsistency).
+        ids.push((
+            placed["id"].as_str().unwrap().to_owned(),
+            placed["position"].as_i64().unwrap(),
+        ));
     }
 
     // Act + Assert: poll every order while the sagas run them to completion.
     eventually("every order to complete", || async {
         let mut done = 0;
-        for id in &ids {
-            let (status, order) = app.get_json(&format!("/api/v1/orders/{id}")).await;
+        for (id, placed_at) in &ids {
+            let (status, order) = app
+                .get_json(&format!("/api/v1/orders/{id}?min_position={placed_at}"))
+                .await;
             assert_eq!(status, 200, "{order}");
             assert_possible(&order);
             done += usize::from(order["status"] == "COMPLETED");

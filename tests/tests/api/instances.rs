@@ -140,7 +140,8 @@ async fn three_processes_share_the_work_and_one_killed_midway_loses_nothing() {
     // The first process starts alone, so it holds every lease (each runner stores its
     // checkpoint row once it runs); the two others stand by until it dies.
     let mut instances = vec![ServeProcess::start(&database, "all", &env).await];
-    let runners = projections::catalog::names().len() as i64 + 2;
+    // The projections, the two sagas and the outbound webhooks' outbox.
+    let runners = projections::catalog::names().len() as i64 + 3;
     eventually("the first process runs every subscription", || async {
         let running = count(&database.pool, "SELECT count(*) FROM subscriptions").await;
         (running >= runners).then_some(())

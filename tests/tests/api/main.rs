@@ -25,6 +25,7 @@ mod metrics;
 mod migrations;
 mod openapi;
 mod orders_and_bookings;
+mod outbound_webhooks;
 mod per_caller;
 mod plans;
 mod pool;

@@ -38,7 +38,10 @@ async fn migrations_apply_revert_and_apply_again() {
             "saga_instances",
             "saga_steps",
             "snapshots",
-            "subscriptions"
+            "subscriptions",
+            "webhook_attempts",
+            "webhook_deliveries",
+            "webhook_endpoints"
         ]
     );
 

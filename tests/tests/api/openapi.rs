@@ -6,7 +6,7 @@ use tests::{TestApp, eventually, spawn_app};
 use uuid::Uuid;
 
 /// Every route `api::routes::configure` registers, as (method, path template).
-const ROUTES: [(&str, &str); 32] = [
+const ROUTES: [(&str, &str); 34] = [
     ("post", "/api/v1/stock-items"),
     ("get", "/api/v1/stock-items"),
     ("get", "/api/v1/stock-items/{sku}"),
@@ -33,6 +33,8 @@ const ROUTES: [(&str, &str); 32] = [
     ("post", "/admin/dead-letters/{id}/retry"),
     ("post", "/admin/dead-letters/{id}/skip"),
     ("get", "/admin/sagas/{id}"),
+    ("post", "/admin/webhook-endpoints"),
+    ("get", "/admin/webhook-endpoints/{id}/deliveries"),
     ("get", "/admin/audit/traces/{id}"),
     ("get", "/admin/audit/{type}/{id}"),
     ("get", "/metrics"),
@@ -41,7 +43,7 @@ const ROUTES: [(&str, &str); 32] = [
     ("get", "/health/ready"),
 ];
 
-async fn document(app: &TestApp) -> Value {
+pub(crate) async fn document(app: &TestApp) -> Value {
     let response = app.get("/openapi.json").await;
     assert_eq!(response.status(), 200);
     response.json().await.expect("the document is JSON")
@@ -77,7 +79,7 @@ fn type_matches(kind: &str, value: &Value) -> bool {
 
 /// Checks `value` against `schema`: types, every required property present, no property the
 /// schema does not describe, recursively. The error names the JSON path.
-fn conforms(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), String> {
+pub(crate) fn conforms(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), String> {
     let schema = resolve(doc, schema);
     if let Some(all) = schema["allOf"].as_array() {
         // A flattened struct: the union of the parts' properties.
@@ -152,7 +154,7 @@ fn conforms_loose(doc: &Value, schema: &Value, value: &Value, at: &str) -> Resul
 }
 
 /// The schema documented for `status` of `method path` in `content_type`.
-fn response_schema<'a>(
+pub(crate) fn response_schema<'a>(
     doc: &'a Value,
     method: &str,
     path: &str,
