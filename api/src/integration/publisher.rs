@@ -145,15 +145,8 @@ impl Handler for Publisher {
         // Sent back to back, acknowledged after: one round trip per batch, not per message.
         let mut acks = Vec::with_capacity(batch.len());
         for event in batch {
-            let owner = if events::needs_payment_owner(event) {
-                payment_owner(conn, &event.aggregate_id).await?
-            } else {
-                None
-            };
-            let envelope = match events::envelope(event, owner) {
-                Ok(Some(envelope)) => envelope,
-                Ok(None) => continue,
-                Err(undecodable) => return Err(HandlerError::Rejected(undecodable.to_string())),
+            let Some(envelope) = envelope_of(conn, event).await? else {
+                continue;
             };
             let body = serde_json::to_vec(&envelope)
                 .map_err(|e| HandlerError::Rejected(format!("encoding: {e}")))?;
@@ -180,8 +173,26 @@ impl Handler for Publisher {
     }
 }
 
-/// The order or booking a payment belongs to, from its first event (`PaymentCreated`); the
-/// webhook outbox looks owners up the same way.
+/// The integration event of `event` (`None` for events nothing outside relies on), with the
+/// owner of a payment looked up when the event needs it: what NATS and the webhook outbox
+/// both send.
+///
+/// # Errors
+/// [`HandlerError::Rejected`] for an event that does not decode; any database error.
+pub async fn envelope_of(
+    conn: &mut PgConnection,
+    event: &FeedEvent,
+) -> Result<Option<events::Envelope>, HandlerError> {
+    let owner = if events::needs_payment_owner(event) {
+        payment_owner(conn, &event.aggregate_id).await?
+    } else {
+        None
+    };
+    events::envelope(event, owner)
+        .map_err(|undecodable| HandlerError::Rejected(undecodable.to_string()))
+}
+
+/// The order or booking a payment belongs to, from its first event (`PaymentCreated`).
 ///
 /// # Errors
 /// Any database error.

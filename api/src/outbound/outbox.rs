@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::integration::events;
-use crate::integration::publisher::payment_owner;
+use crate::integration::publisher::envelope_of;
 
 /// The subscription's name: its checkpoint, its lock, its dead letters.
 pub const NAME: &str = "outbound_webhooks";
@@ -96,15 +96,8 @@ impl Handler for Outbox {
             if wanting.is_empty() {
                 continue;
             }
-            let owner = if events::needs_payment_owner(event) {
-                payment_owner(conn, &event.aggregate_id).await?
-            } else {
-                None
-            };
-            let envelope = match events::envelope(event, owner) {
-                Ok(Some(envelope)) => envelope,
-                Ok(None) => continue,
-                Err(undecodable) => return Err(HandlerError::Rejected(undecodable.to_string())),
+            let Some(envelope) = envelope_of(conn, event).await? else {
+                continue;
             };
             let wanting: Vec<Uuid> = wanting
                 .iter()

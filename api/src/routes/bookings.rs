@@ -195,13 +195,7 @@ pub async fn list_bookings(
     wait_for(&state, &["bookings", "payments"], min_position).await?;
     let slot = slot.map(|s| s.to_string());
     let Some(customer) = access.list_filter(customer) else {
-        let none: Page<BookingView> = Page {
-            items: Vec::new(),
-            page: page.page,
-            per_page: page.per_page,
-            has_more: false,
-        };
-        return Ok(HttpResponse::Ok().json(none));
+        return Ok(HttpResponse::Ok().json(Page::<BookingView>::empty(page)));
     };
     let page = queries::bookings(
         &state.read_pool,

@@ -249,13 +249,7 @@ pub async fn list_orders(
     v.finish()?;
     wait_for(&state, &["orders", "payments"], min_position).await?;
     let Some(customer) = access.list_filter(customer) else {
-        let none: Page<OrderView> = Page {
-            items: Vec::new(),
-            page: page.page,
-            per_page: page.per_page,
-            has_more: false,
-        };
-        return Ok(HttpResponse::Ok().json(none));
+        return Ok(HttpResponse::Ok().json(Page::<OrderView>::empty(page)));
     };
     let page = queries::orders(
         &state.read_pool,

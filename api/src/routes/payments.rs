@@ -107,13 +107,7 @@ pub async fn list_payments(
     // A customer's list joins its orders and bookings: all three models must have the position.
     wait_for(&state, &["payments", "orders", "bookings"], min_position).await?;
     let Some(customer) = access.list_filter(customer) else {
-        let none: Page<PaymentView> = Page {
-            items: Vec::new(),
-            page: page.page,
-            per_page: page.per_page,
-            has_more: false,
-        };
-        return Ok(HttpResponse::Ok().json(none));
+        return Ok(HttpResponse::Ok().json(Page::<PaymentView>::empty(page)));
     };
     let page = queries::payments(&state.read_pool, customer, status.as_deref(), page).await?;
     Ok(HttpResponse::Ok().json(Page::of(page, PaymentView::from)))

@@ -10,7 +10,7 @@ use projections::models::bookings::BookingRow;
 use projections::models::orders::OrderRow;
 use projections::models::payments::PaymentRow;
 use projections::models::stock_items::StockLevel;
-use projections::queries::{Joined, Paged};
+use projections::queries::{Joined, PageRequest, Paged};
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -29,6 +29,16 @@ pub struct Page<T> {
 }
 
 impl<T> Page<T> {
+    /// An empty page at `page` (a customer asking for someone else's list).
+    pub fn empty(page: PageRequest) -> Self {
+        Self {
+            items: Vec::new(),
+            page: page.page,
+            per_page: page.per_page,
+            has_more: false,
+        }
+    }
+
     /// The wire page of rows read by `paged`, each turned into its view.
     pub fn of<R>(paged: Paged<R>, view: impl Fn(R) -> T) -> Self {
         Self {
