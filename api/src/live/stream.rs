@@ -32,7 +32,10 @@ pub async fn open<A: LiveView>(
     access: &Access,
     id: &str,
     last_event_id: Option<i64>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ApiError>
+where
+    ApiError: From<commands::CommandError<A::Error>>,
+{
     // Follow first, then read the store: together they miss nothing.
     let follower = state.tail.follow(A::TYPE, id).await?;
     let mut view = View::<A>::new(id, state.pool.clone());
@@ -54,7 +57,7 @@ pub async fn open<A: LiveView>(
             .bus
             .load_latest::<A>(id)
             .await
-            .map_err(|e| ApiError::unavailable(std::io::Error::other(e.to_string())))?;
+            .map_err(ApiError::from)?;
         view.start_at(aggregate, sequence);
         if let Some(position) = position {
             pending.push_back(view.current(position));
